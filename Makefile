@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` (the main job) and `make test` (every test, notebooks included).
+# Both create .venv when it is missing and install the project into it; nothing is needed by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PROFILE ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast test-gpu lab bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/run_study.py --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest --nbval --nbval-current-env --sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS)
+
+# Unit tests alone, no notebooks.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# On a machine with a CUDA GPU: `make install-gpu test-gpu`.
+install-gpu: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,gpu]'
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf data/*/ results runs .pytest_cache

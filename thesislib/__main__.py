@@ -1,0 +1,3 @@
+from thesislib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""The one error a user sees.
+
+Raise :class:`ThesisError` from the place that knows the file or parameter, with a message that names the
+problem and the fix, chained ``from`` the cause. The command line prints it as one line and exits 2.
+"""
+
+
+class ThesisError(Exception):
+    """Bad input or missing data: the message names the file or parameter and what to do."""
+
+
+def choose(kind: str, name: str, valid) -> str:
+    """Return ``name`` if it is one of ``valid``, else raise a ThesisError listing the valid names."""
+    valid = list(valid)
+    if name not in valid:
+        raise ThesisError(f"unknown {kind} {name!r}: choose one of {', '.join(valid)}")
+    return name

@@ -1,0 +1,128 @@
+"""``prepare``: build a dataset into stores, each written under a temporary name and renamed when done.
+
+A finished store has ``manifest.json`` (written last, inside the temporary folder, before the rename), so an
+interrupted run never leaves a store that looks complete. Running ``prepare`` again skips the stores whose
+manifest matches the request (dataset, source, scale, seed) and (re)builds only the others.
+"""
+
+import errno
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from thesislib.datasets import SPLITS, check_scale, get_dataset
+from thesislib.errors import ThesisError
+from thesislib.sources import SourceData, load_source
+from thesislib.stores import get_store_spec, parse_store_list, store_path
+from thesislib.stores import hdf5 as hdf5_store
+from thesislib.stores import imagefiles, npy
+from thesislib.stores import zarr as zarr_store
+from thesislib.stores.manifest import MANIFEST, array_checksum, read_manifest, write_manifest
+
+
+def request_fields(dataset: str, source, scale: float, seed: int) -> dict:
+    origin = "synthetic" if str(source) == "synthetic" else str(Path(source).expanduser().resolve())
+    return {"dataset": dataset, "source": origin, "scale": scale, "seed": seed}
+
+
+def is_current(path: Path, request: dict) -> bool:
+    """True if ``path`` is a finished store built for exactly ``request``."""
+    if not (path / MANIFEST).is_file():
+        return False
+    try:
+        manifest = read_manifest(path)
+    except ThesisError:
+        return False
+    return all(manifest.get(key) == value for key, value in request.items())
+
+
+def prepare(dataset: str, source="synthetic", scale: float = 1.0, stores=("npy-uint8",), seed: int = 0,
+            data_dir="data", force: bool = False, progress: bool = True) -> dict:
+    """Build ``dataset`` into ``stores`` under ``data_dir``; return {store: path}. Skips finished stores."""
+    get_dataset(dataset)
+    check_scale(scale)
+    names = parse_store_list(stores)
+    request = request_fields(dataset, source, scale, seed)
+    paths = {name: store_path(data_dir, dataset, name) for name in names}
+    todo = [name for name in names if force or not is_current(paths[name], request)]
+    if progress:
+        for name in sorted(set(names) - set(todo)):
+            tqdm.write(f"{dataset}/{name}: already prepared, skipped")
+    if todo:
+        data = load_source(dataset, source, scale, seed, progress=progress)
+        checksums = source_checksums(data)
+        for name in todo:
+            build_store(paths[name], name, data, {**request, "source_checksums": checksums}, progress)
+    return paths
+
+
+def source_checksums(data: SourceData) -> dict:
+    """SHA-256 of each split's source pixels and labels: equal in every store built from them."""
+    return {split: {"pixels_sha256": array_checksum(images),
+                    "labels_sha256": hashlib.sha256(labels.tobytes()).hexdigest()}
+            for split, (images, labels) in data.splits.items()}
+
+
+def build_store(final: Path, name: str, data: SourceData, fields: dict, progress: bool) -> Path:
+    """Write store ``name`` into a temporary folder beside ``final``, then rename it into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".{name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        written = write_store(tmp, name, data, progress)
+        write_manifest(tmp, {**fields, **written})
+        replace_folder(tmp, final)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise ThesisError(f"disk full while writing {final} ({exc.strerror}): free space or choose "
+                              "another --data-dir; nothing half-written was kept") from exc
+        if isinstance(exc, OSError):
+            raise ThesisError(f"cannot write {final} ({exc}): check the folder's permissions") from exc
+        raise
+    return final
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Put ``tmp`` at ``final``; an older ``final`` is moved aside first and removed after."""
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_store(out: Path, name: str, data: SourceData, progress: bool) -> dict:
+    """Write every split of ``data`` into the empty folder ``out``; return the manifest's store fields."""
+    spec = get_store_spec(name)
+    total = sum(len(labels) for _, labels in data.splits.values())
+    bar = tqdm(total=total, desc=f"{data.dataset}/{name}", unit="img", disable=not progress)
+    splits, checksums, layout = {}, {}, {}
+    with bar:
+        for split in SPLITS:
+            images, labels = data.splits[split]
+            checksums[split], layout = _write_split(out, spec, split, images, labels, data.classes, bar)
+            splits[split] = {"count": int(len(labels)), "shape": list(images.shape), "dtype": spec.dtype}
+    return {"store": name, "kind": spec.kind, "dtype": spec.dtype, "classes": list(data.classes),
+            "num_classes": len(data.classes), "splits": splits, "checksums": checksums, "layout": layout}
+
+
+def _write_split(out, spec, split, images, labels, classes, bar) -> tuple:
+    """Write one split with the store's writer; return (its checksums, its layout description)."""
+    if spec.kind == "files":
+        codec = imagefiles.CODECS[spec.codec]
+        digest = imagefiles.write_split(out, split, images, labels, classes, spec.codec, bar)
+        return {"files_sha256": digest}, {"codec": spec.codec, "extension": codec.ext,
+                                          "lossless": codec.lossless, "settings": codec.note}
+    if spec.kind == "npy":
+        return npy.write_split(out, split, images, labels, spec.dtype, bar), {
+            "format": "NumPy .npy v1, C order", "dtype": spec.dtype,
+            "scaling": "pixel" if spec.dtype == "uint8" else "pixel / 255"}
+    if spec.kind == "hdf5":
+        return hdf5_store.write_split(out, split, images, labels, bar), hdf5_store.LAYOUT
+    return {}, zarr_store.write_split(out, split, images, labels, bar)["layout"]
