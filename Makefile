@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python scripts/run_study.py --profile $(PROFILE)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval --nbval-current-env --sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS)
 
 # Unit tests alone, no notebooks.
 test-fast: $(STAMP)

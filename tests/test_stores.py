@@ -32,7 +32,8 @@ def read_with_ordinary_tool(path, kind, split):
     if kind == "zarr":
         group = zarr.open(path / "data.zarr", mode="r")
         return group[f"{split}/images"][:], group[f"{split}/labels"][:]
-    folder = torchvision.datasets.ImageFolder(path / split)
+    # is_valid_file: ImageFolder does not list .jp2 among its extensions, but PIL reads it
+    folder = torchvision.datasets.ImageFolder(path / split, is_valid_file=lambda name: True)
     order = np.argsort([int(p.rsplit("/", 1)[1].split(".")[0]) for p, _ in folder.samples])
     pixels = np.stack([np.asarray(folder[i][0]) for i in order])
     return pixels, np.array([folder.targets[i] for i in order])

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from thesislib.datasets import SPLITS, DatasetSpec
 from thesislib.sources import SourceData
@@ -22,7 +22,7 @@ from thesislib.sources import SourceData
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png",
           "motorcycle_left.png", "retina.jpg", "camera.png", "moon.png", "coins.png", "brick.png",
           "grass.png", "gravel.png"]
-CAST_STRENGTH = 0.25
+CAST_STRENGTH = 0.35
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +62,7 @@ def _sample(photo: Image.Image, size: int, rng: np.random.Generator, gains: np.n
     pixels = np.asarray(image, dtype=np.float32)
     if rng.random() < 0.5:
         pixels = pixels[:, ::-1]
-    jitter = gains * rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, size=3)
+    jitter = gains * rng.uniform(0.9, 1.1) * rng.uniform(0.98, 1.02, size=3)
     return np.clip(pixels * jitter.astype(np.float32), 0, 255).astype(np.uint8)
 
 

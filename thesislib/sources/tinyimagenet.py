@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from thesislib.errors import ThesisError
 from thesislib.sources import SourceData

@@ -29,7 +29,7 @@ STORES = {spec.name: spec for spec in [
     StoreSpec("zarr", "zarr", "uint8"),
 ]}
 
-LOSSLESS = [name for name in STORES if name not in ("files-jpeg", "files-webp", "files-jp2")]
+LOSSLESS = [name for name in STORES if name not in ("files-jpeg", "files-webp")]
 
 
 def get_store_spec(name: str) -> StoreSpec:
