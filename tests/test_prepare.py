@@ -85,3 +85,19 @@ def test_corrupt_image_in_tree_from_the_command_line_names_the_file(tmp_path):
     (tree / "b" / "bad.png").write_bytes(b"not a png")
     result = run_cli("prepare", "--dataset", "masks", "--source", tree, "--data-dir", tmp_path / "d")
     assert_one_line_error(result, "bad.png")
+
+
+@pytest.mark.parametrize("dataset, shape, classes", [("tinyimagenet", (64, 64, 3), 200),
+                                                      ("masks", (512, 512, 3), 2)])
+def test_every_dataset_is_prepared_at_its_contract_shape(tmp_path, dataset, shape, classes):
+    import numpy as np
+    import zarr
+
+    paths = prepare(dataset, scale=0.002, stores=["npy-uint8", "zarr", "files-png"], data_dir=tmp_path,
+                    progress=False)
+    images = np.load(paths["npy-uint8"] / "train_images.npy", mmap_mode="r")
+    assert images.shape[1:] == shape and images.dtype == np.uint8
+    assert len(np.unique(np.load(paths["npy-uint8"] / "train_labels.npy"))) == classes
+    group = zarr.open(paths["zarr"] / "data.zarr", mode="r")
+    np.testing.assert_array_equal(group["val/images"][:], np.load(paths["npy-uint8"] / "val_images.npy"))
+    assert len(list((paths["files-png"] / "train").iterdir())) == classes

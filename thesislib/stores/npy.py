@@ -11,7 +11,7 @@ import numpy as np
 
 from thesislib.stores.manifest import array_checksum
 
-SLICE = 4096  # images converted at a time
+SLICE_BYTES = 2**28  # about 256 MiB of float32 pixels converted at a time
 
 
 def images_path(store_dir: Path, split: str) -> Path:
@@ -32,10 +32,12 @@ def to_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
 def write_split(store_dir: Path, split: str, images, labels, dtype: str, progress=None) -> dict:
     out = np.lib.format.open_memmap(images_path(store_dir, split), mode="w+", dtype=dtype,
                                     shape=images.shape)
-    for start in range(0, len(images), SLICE):
-        out[start:start + SLICE] = to_dtype(np.asarray(images[start:start + SLICE]), dtype)
+    step = max(1, SLICE_BYTES // (4 * int(np.prod(images.shape[1:]))))
+    for start in range(0, len(images), step):
+        block = np.asarray(images[start:start + step])
+        out[start:start + len(block)] = to_dtype(block, dtype)
         if progress is not None:
-            progress.update(len(out[start:start + SLICE]))
+            progress.update(len(block))
     out.flush()
     checksum = array_checksum(out)
     del out
