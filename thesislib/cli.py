@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="tables and figures from results")
     rep.add_argument("--results", nargs="+", default=["results/results.csv"])
     rep.add_argument("--out", default="figures")
+    rep.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    rep.add_argument("--allow-mixed", action="store_true",
+                     help="accept results written by different thesislib versions (one table each is safer)")
     return parser
 
 
@@ -120,23 +123,25 @@ def run_bench(args):
         repeats=args.repeats, batch_size=args.batch_size, num_workers=args.num_workers,
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
         scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
-    rows = run_protocol(config, results=args.results, progress=True)
+    rows = run_protocol(config, results=_from_cwd(args.results), progress=True)
     print(f"wrote {len(rows)} row(s) to {args.results}")
 
 
 def run_formats(args):
     from thesislib import imageformats
 
-    table = imageformats.format_table(args.image)
-    if args.out:
-        imageformats.write_table(table, args.out)
+    out = imageformats.check_table_path(_from_cwd(args.out)) if args.out else None  # before minutes of encoding
+    table = imageformats.format_table(_from_cwd(args.image) if args.image else None)
+    if out:
+        imageformats.write_table(table, out)
     print(imageformats.format_for_terminal(table))
 
 
 def run_report(args):
     from thesislib import report
 
-    written = report.build_report(args.results, args.out)
+    written = report.build_report([_from_cwd(p) for p in args.results], _from_cwd(args.out),
+                                   confidence=args.confidence, allow_mixed=args.allow_mixed)
     for path in written:
         print(path)
 

@@ -21,7 +21,7 @@ class DatasetSpec:
         return (self.size, self.size, 3)
 
     def split_sizes(self, scale: float) -> dict:
-        """Samples per split at ``scale``; at least one sample per class in train and one in val."""
+        """Samples per split at ``scale``; at least one sample per class in train, at least one in val."""
         check_scale(scale)
         return {
             "train": max(self.num_classes, round(self.train * scale)),

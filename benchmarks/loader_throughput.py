@@ -1,0 +1,107 @@
+"""How fast can a loader deliver? The ``numpy`` loader against the machine's memcpy bandwidth and against
+the ``torchvision`` baseline (ImageFolder + a per-sample DataLoader), with ``--model none`` (no compute).
+
+    python benchmarks/loader_throughput.py [--dataset cifar10] [--scale 1] [--batch-size 1024]
+
+Goals (the loaders issue): ``numpy`` reaches at least 40% of the memcpy bandwidth measured in the same run,
+and at least 5x the images/s of ``torchvision``. Also printed: what the profiler's sampling costs during one
+``small``-model epoch (goal: under 2% of the epoch). The stores are prepared (synthetic) under
+``data/bench`` if missing. Each loader runs ``--repeats`` repeats of ``--epochs`` epochs through
+``thesislib.bench.run_protocol``; the best repeat is compared (other processes on a shared machine only
+ever slow a repeat down), and the median is printed beside it. memcpy is the best of several copies of a
+256 MiB buffer (bytes copied per second, one thread like the loader's gather), measured before and after
+the loaders.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from thesislib.bench import BenchConfig, prepare_if_missing, run_protocol
+from thesislib.datasets import get_dataset
+
+MEMCPY_BYTES = 256 * 2**20
+
+
+def memcpy_bandwidth(copies: int = 7) -> float:
+    """Bytes per second of the fastest of ``copies`` copies of a 256 MiB buffer (glibc's memcpy through
+    ``np.copyto``, one thread, as the loader's gather runs)."""
+    source = np.ones(MEMCPY_BYTES, dtype=np.uint8)
+    target = np.zeros_like(source)
+    best = float("inf")
+    for _ in range(copies):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return MEMCPY_BYTES / best
+
+
+def throughput(loader: str, store: str, args) -> list:
+    """Images/s of each repeat of ``loader`` with no model."""
+    config = BenchConfig(loader, args.dataset, store=store, epochs=args.epochs, repeats=args.repeats,
+                         batch_size=args.batch_size, num_workers=args.num_workers, model="none",
+                         device="cpu", scale=args.scale, data_dir=args.data_dir)
+    prepare_if_missing(config)
+    return [row["images_per_s"] for row in run_protocol(config)]
+
+
+def profiler_cost(args):
+    """(profiler Resources, epoch time) of one ``small``-model epoch over the val split (10 000 images at
+    scale 1) read by ``numpy``. Inside an epoch only the sampler thread's samples cost time
+    (``background_s``); the samples at start and stop lie outside the epoch's timing in ``bench``."""
+    from thesislib.loaders import make_loader
+    from thesislib.models import build_model, build_optimizer
+    from thesislib.profiler import Profiler
+    from thesislib.stores import open_store
+    from thesislib.train import train_epoch
+
+    store = open_store(args.data_dir, args.dataset, "npy-uint8")
+    model = build_model("small", len(store.classes), store.shape("train")[1])
+    with make_loader("numpy", store, "val", batch_size=128) as loader, Profiler() as profiler:
+        epoch = train_epoch(model, build_optimizer("sgd", model, 0.05), loader, "cpu")
+        resources = profiler.stop()
+    return resources, epoch.epoch_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline-epochs", type=int, default=1)
+    parser.add_argument("--data-dir", default="data/bench")
+    args = parser.parse_args()
+    image_bytes = int(np.prod(get_dataset(args.dataset).shape))
+
+    memcpy = memcpy_bandwidth()
+    numpy_rates = throughput("numpy", "npy-uint8", args)
+    baseline = throughput("torchvision", "files-jpeg",
+                          argparse.Namespace(**{**vars(args), "epochs": args.baseline_epochs, "repeats": 2}))
+    memcpy = max(memcpy, memcpy_bandwidth())
+    resources, epoch_s = profiler_cost(args)
+    background = resources.background_s / epoch_s
+
+    best, base = max(numpy_rates), max(baseline)
+    share, speedup = best * image_bytes / memcpy, best / base
+    print(f"dataset {args.dataset}, scale {args.scale}, batch size {args.batch_size}, "
+          f"{args.num_workers} workers, model none, {image_bytes} bytes per image")
+    print(f"memcpy bandwidth:          {memcpy / 1e9:8.2f} GB/s")
+    print(f"numpy (npy-uint8):         {best:12,.0f} images/s = {best * image_bytes / 1e9:.2f} GB/s (best of "
+          f"{len(numpy_rates)}; median {statistics.median(numpy_rates):,.0f})")
+    print(f"torchvision (files-jpeg):  {base:12,.0f} images/s (best of {len(baseline)}; median "
+          f"{statistics.median(baseline):,.0f})")
+    print(f"profiler during a {epoch_s:.1f} s small-model epoch: {1000 * resources.background_s:.1f} ms = "
+          f"{100 * background:.2f} %  goal < 2 %  {'PASS' if background < 0.02 else 'FAIL'} (plus "
+          f"{1000 * (resources.cost_s - resources.background_s):.1f} ms at start and stop, outside the epoch)")
+    print(f"numpy / memcpy:            {100 * share:8.1f} %   goal >= 40 %  {'PASS' if share >= 0.4 else 'FAIL'}")
+    print(f"numpy / torchvision:       {speedup:8.1f} x   goal >= 5 x   {'PASS' if speedup >= 5 else 'FAIL'}")
+    return 0 if share >= 0.4 and speedup >= 5 and background < 0.02 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Loaders: one sampler, the same batches from every store, and one clear message for every bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from thesislib.errors import ThesisError
+from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, make_loader
+from thesislib.loaders import memory as memory_loader
+from thesislib.loaders.base import BufferPool, gather
+from thesislib.loaders.sampler import epoch_batches
+from thesislib.stores import open_store
+
+# (loader, store) pairs that must deliver exactly the pixels of the npy-uint8 store
+LOSSLESS = [("numpy", "npy-uint8"), ("hdf5", "hdf5"), ("zarr", "zarr"), ("memory", "npy-uint8"),
+            ("files", "files-png"), ("torchvision", "files-png")]
+HAS_GPU = torch.cuda.is_available()
+
+
+def read_all(data_dir, loader, store, epoch=1, **options):
+    """(images, labels) of one epoch, concatenated, plus the number of batches."""
+    options = {"batch_size": 64, "seed": 3, **options}
+    with make_loader(loader, open_store(data_dir, "cifar10", store), "train", **options) as reader:
+        reader.set_epoch(epoch)
+        batches = list(reader)
+    images = torch.cat([images for images, _ in batches])
+    labels = torch.cat([labels for _, labels in batches])
+    return images, labels, len(batches)
+
+
+@pytest.fixture(scope="module")
+def reference(prepared_cifar10):
+    return read_all(prepared_cifar10, "numpy", "npy-uint8")
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+def test_epoch_batches_cover_every_sample_once_in_sorted_batches():
+    batches = epoch_batches(250, 64, seed=1, epoch=0)
+    assert [len(batch) for batch in batches] == [64, 64, 64, 58]
+    assert all(np.all(np.diff(batch) > 0) for batch in batches)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(250))
+
+
+def test_epoch_batches_repeat_for_a_seed_and_change_with_the_epoch():
+    first = epoch_batches(100, 10, seed=5, epoch=2)
+    again = epoch_batches(100, 10, seed=5, epoch=2)
+    other = epoch_batches(100, 10, seed=5, epoch=3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_epoch_batches_without_shuffle_are_in_index_order_and_drop_last_drops_the_short_batch():
+    assert np.concatenate(epoch_batches(10, 4, 0, 0, shuffle=False)).tolist() == list(range(10))
+    assert [len(b) for b in epoch_batches(10, 4, 0, 0, drop_last=True)] == [4, 4]
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
+def test_batch_size_below_one_or_not_whole_is_refused(batch_size):
+    with pytest.raises(ThesisError, match="batch_size must be a whole number >= 1"):
+        epoch_batches(10, batch_size, 0, 0)
+
+
+def test_negative_seed_is_refused():
+    with pytest.raises(ThesisError, match="seed must be a whole number >= 0"):
+        epoch_batches(10, 2, -1, 0)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gather_in_threads_equals_fancy_indexing(threads):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
+    indices = np.sort(rng.choice(2000, 700, replace=False))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        np.testing.assert_array_equal(gather(array, indices), array[indices])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_buffer_pool_never_rewrites_a_batch_that_is_still_referenced():
+    pool = BufferPool()
+    array = np.arange(4000, dtype=np.uint8).reshape(1000, 4)
+    first = torch.from_numpy(gather(array, np.arange(0, 10), pool))
+    kept = first.clone()
+    second = gather(array, np.arange(10, 20), pool)
+    assert torch.equal(first, kept) and second is not first.numpy().base
+    del first
+    third = gather(array, np.arange(20, 30), pool)
+    assert len(pool.buffers) == 2 and np.array_equal(third, array[20:30])
+
+
+# ------------------------------------------------------------------------------------ same batches everywhere
+@pytest.mark.parametrize("loader, store", LOSSLESS)
+def test_lossless_stores_deliver_the_same_pixels_in_the_same_order(prepared_cifar10, reference, loader, store):
+    images, labels, batches = read_all(prepared_cifar10, loader, store)
+    assert images.dtype == torch.uint8 and images.shape == (250, 32, 32, 3) and labels.dtype == torch.int64
+    assert batches == 4
+    assert torch.equal(labels, reference[1]) and torch.equal(images, reference[0])
+
+
+@pytest.mark.parametrize("loader, store", [("numpy", "npy-uint8"), ("hdf5", "hdf5"), ("zarr", "zarr"),
+                                           ("files", "files-png"), ("torchvision", "files-png")])
+def test_two_workers_deliver_the_same_batches_as_the_main_process(prepared_cifar10, reference, loader, store):
+    images, labels, _ = read_all(prepared_cifar10, loader, store, num_workers=2)
+    assert torch.equal(labels, reference[1]) and torch.equal(images, reference[0])
+
+
+def test_float16_store_delivers_float16_pixels_over_255(prepared_cifar10, reference):
+    images, labels, _ = read_all(prepared_cifar10, "numpy", "npy-float16")
+    assert images.dtype == torch.float16 and torch.equal(labels, reference[1])
+    assert (images.float() * 255 - reference[0].float()).abs().max() < 0.2
+
+
+def test_jpeg_store_delivers_the_same_samples_with_close_pixels(prepared_cifar10, reference):
+    images, labels, _ = read_all(prepared_cifar10, "files", "files-jpeg")
+    assert torch.equal(labels, reference[1])
+    assert (images.float() - reference[0].float()).abs().mean() < 8
+
+
+def test_loader_has_len_and_reopens_after_close(prepared_cifar10, reference):
+    reader = make_loader("hdf5", open_store(prepared_cifar10, "cifar10", "hdf5"), "train", batch_size=100,
+                         seed=3)
+    assert len(reader) == 3
+    reader.set_epoch(1)
+    first = [labels for _, labels in reader]
+    reader.close()
+    assert all(torch.equal(a, b) for a, b in zip(first, [labels for _, labels in reader]))
+    reader.close()
+
+
+def test_default_stores_are_the_contracts():
+    assert DEFAULT_STORES == {"files": "files-jpeg", "torchvision": "files-jpeg", "dali": "files-jpeg",
+                              "numpy": "npy-uint8", "cupy": "npy-uint8", "memory": "npy-uint8",
+                              "hdf5": "hdf5", "zarr": "zarr"}
+    assert set(DEFAULT_STORES) == set(LOADERS)
+
+
+def test_availability_lists_every_loader_and_the_cpu_ones_are_available():
+    found = availability()
+    assert list(found) == list(LOADERS)
+    for name in ("files", "numpy", "hdf5", "zarr", "memory", "torchvision"):
+        assert found[name] == "available"
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the message on a machine without a CUDA GPU")
+@pytest.mark.parametrize("loader", ["cupy"])
+def test_gpu_loader_without_a_gpu_says_a_cuda_gpu_is_needed(prepared_cifar10, loader):
+    assert "needs a CUDA GPU" in availability()[loader]
+    with pytest.raises(ThesisError, match="needs a CUDA GPU"):
+        make_loader(loader, open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train", batch_size=8)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_unknown_loader_lists_the_valid_ones():
+    with pytest.raises(ThesisError, match="unknown loader 'tfrecord': choose one of files, numpy"):
+        make_loader("tfrecord", None, "train", batch_size=8)
+
+
+def test_loader_on_a_store_of_another_kind_names_the_stores_it_reads(prepared_cifar10):
+    with pytest.raises(ThesisError, match="cannot read store 'hdf5'.*npy-uint8, npy-float16, npy-float32"):
+        make_loader("numpy", open_store(prepared_cifar10, "cifar10", "hdf5"), "train", batch_size=8)
+
+
+def test_truncated_npy_is_named_with_the_fix(copy_store):
+    store = copy_store("npy-uint8")
+    path = store.path / "train_images.npy"
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    with pytest.raises(ThesisError, match=r"train_images\.npy.*truncated or corrupt.*prepare"):
+        make_loader("numpy", store, "train", batch_size=8)
+
+
+def test_truncated_hdf5_is_named_with_the_fix(copy_store):
+    store = copy_store("hdf5")
+    path = store.path / "data.h5"
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    with pytest.raises(ThesisError, match=r"data\.h5.*prepare"):
+        list(make_loader("hdf5", store, "train", batch_size=8))
+
+
+def corrupt_first_image(store):
+    from thesislib.stores.imagefiles import list_files
+
+    path = list_files(store.path, "train")[0][0]
+    path.write_bytes(path.read_bytes()[:40])  # a JPEG header with no image data
+    return path
+
+
+@pytest.mark.parametrize("loader, workers", [("files", 0), ("files", 2), ("torchvision", 0),
+                                             ("torchvision", 2)])
+def test_corrupt_jpeg_inside_a_store_is_named_in_one_line(copy_store, loader, workers):
+    store = copy_store("files-jpeg")
+    path = corrupt_first_image(store)
+    with pytest.raises(ThesisError) as error:
+        list(make_loader(loader, store, "train", batch_size=50, num_workers=workers))
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message and "Traceback" not in message
+
+
+def test_memory_loader_refuses_a_split_that_does_not_fit(prepared_cifar10, monkeypatch):
+    monkeypatch.setattr(memory_loader, "free_bytes", lambda device: 1000)
+    with pytest.raises(ThesisError, match="needs 1 MiB.*only 0 MiB of RAM.*'numpy' loader"):
+        make_loader("memory", open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train", batch_size=8)
+
+
+@pytest.mark.parametrize("option, value, message", [("num_workers", -1, "num_workers must be"),
+                                                    ("batch_size", 0, "batch_size must be"),
+                                                    ("seed", -2, "seed must be")])
+def test_bad_loader_options_are_refused(prepared_cifar10, option, value, message):
+    with pytest.raises(ThesisError, match=message):
+        make_loader("numpy", open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train",
+                    **{"batch_size": 8, option: value})

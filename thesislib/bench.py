@@ -1,0 +1,361 @@
+"""The training protocol: ``repeats`` runs of one loader on one dataset, each measured the same way.
+
+Each repeat starts from a fresh model with the same seed (so the repeats differ only in timing), trains
+``epochs`` epochs with a validation pass after each, and appends one row to the results file at once, so
+a crash loses no earlier row. The environment (the thesis's section 2.6) is appended once per protocol run
+to ``<results>.env.jsonl``, keyed by the ``run_id`` its rows share.
+
+With ``cold=True`` the store's files are evicted from the page cache before each epoch (the loaders'
+maps closed first), so every epoch reads from the disk; ``cache_state`` says which, and ``cached_pct`` is
+the share of the store's bytes in the page cache as the first epoch starts (after a cold run's eviction).
+"""
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from thesislib import __version__, pagecache
+from thesislib.datasets import check_scale, get_dataset
+from thesislib.errors import ThesisError, choose
+from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
+from thesislib.loaders.base import check_num_workers, check_store_kind
+from thesislib.loaders.sampler import check_batch_size, check_seed
+from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
+from thesislib.paths import PROJECT_ROOT, project_path
+from thesislib.profiler import Profiler, figures
+from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
+from thesislib.train import fit
+
+COLUMNS = (
+    "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
+    "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
+    "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
+    "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc", "cache_state", "cached_pct", "thesislib_version",
+)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One protocol run; the names are the command line's (``bench --help``) and the notebook's."""
+    loader: str
+    dataset: str
+    store: str = None          # None or "": the loader's default store
+    epochs: int = 1
+    repeats: int = 1
+    batch_size: int = 128
+    num_workers: int = 0
+    model: str = "small"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    device: str = "auto"
+    seed: int = 0
+    scale: float = 1.0
+    data_dir: str = "data"
+    pin_memory: bool = False
+    cold: bool = False
+
+
+def positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ThesisError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
+    device = str(device)
+    choose("device", device.split(":")[0], DEVICES)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ThesisError(f"--device {device} needs a CUDA GPU: none found (torch.cuda.is_available() is "
+                          "False); use --device cpu or auto")
+    return device
+
+
+def validate(config: BenchConfig) -> BenchConfig:
+    """``config`` checked, with the default store filled in and the device resolved; else a ThesisError."""
+    choose("loader", config.loader, LOADERS)
+    get_dataset(config.dataset)
+    loader_class = check_available(config.loader)
+    store = config.store or DEFAULT_STORES[config.loader]
+    check_store_kind(loader_class, get_store_spec(store))
+    for name in ("epochs", "repeats"):
+        positive(name, getattr(config, name))
+    check_batch_size(config.batch_size)
+    check_num_workers(config.num_workers)
+    check_model_name(config.model)
+    check_optimizer(config.optimizer, config.lr)
+    check_seed(config.seed)
+    check_scale(config.scale)
+    return replace(config, store=store, device=resolve_device(config.device))
+
+
+def prepare_hint(config: BenchConfig) -> str:
+    return f"{prepare_command(config.dataset, config.store, config.data_dir)} --scale {config.scale}"
+
+
+def open_prepared_store(config: BenchConfig):
+    """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run."""
+    path = store_path(config.data_dir, config.dataset, config.store)
+    if not (path / "manifest.json").is_file():
+        state = "is incomplete (no manifest.json)" if path.exists() else "is not prepared"
+        raise ThesisError(f"store {config.store} of {config.dataset} at {path} {state}: run "
+                          f"`{prepare_hint(config)}`")
+    store = open_store(config.data_dir, config.dataset, config.store)
+    prepared = float(store.manifest.get("scale", config.scale))
+    if not math.isclose(prepared, config.scale, rel_tol=1e-9):
+        raise ThesisError(f"store {path} was prepared at scale {prepared}, not {config.scale}: run "
+                          f"`{prepare_hint(config)}` (it rebuilds the store) or pass --scale {prepared}")
+    return store
+
+
+def git_commit() -> str:
+    """The project's HEAD commit ("" outside a git checkout)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+class Run:
+    """One repeat: loaders, a fresh model, the profiler and (for ``cold``) the page-cache eviction."""
+
+    def __init__(self, config: BenchConfig, store):
+        self.config, self.store = config, store
+        self.files = pagecache.store_files(store.path)
+        options = dict(batch_size=config.batch_size, num_workers=config.num_workers,
+                       pin_memory=config.pin_memory, seed=config.seed, device=config.device)
+        self.train = make_loader(config.loader, store, "train", shuffle=True, **options)
+        self.val = make_loader(config.loader, store, "val", shuffle=False, **options)
+        shape = store.shape("train")
+        self.model = build_model(config.model, len(store.classes), shape[1], config.seed)
+        if isinstance(self.model, torch.nn.Module):
+            self.model.to(config.device)
+        self.optimizer = build_optimizer(config.optimizer, self.model, config.lr)
+        self.cached_pct = math.nan
+
+    def before_epoch(self, epoch: int) -> None:
+        """Cold runs: close the loaders' maps and evict the store; then note the cache state once."""
+        if self.config.cold:
+            self.train.close()
+            self.val.close()
+            pagecache.evict(self.files)
+        if epoch == 0:
+            self.cached_pct = 100 * pagecache.resident_fraction(self.files)
+
+    def measure(self) -> tuple:
+        """(per-epoch results, figures) of the training epochs."""
+        with Profiler(self.config.device) as profiler:
+            epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,
+                         self.config.device, before_epoch=self.before_epoch,
+                         after_epoch=lambda _: profiler.sample_memory())
+            resources = profiler.stop()
+        return epochs, figures(epochs, resources)
+
+    def close(self) -> None:
+        self.train.close()
+        self.val.close()
+
+
+def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
+    """One repeat of a validated ``config``: its results row."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run = Run(config, store)
+    try:
+        epochs, measured = run.measure()
+    finally:
+        run.close()
+    return {
+        "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
+        "loader": config.loader, "store": store.name, "dataset": config.dataset, "scale": config.scale,
+        "precision": store.dtype, "device": config.device, "model": config.model, "epochs": config.epochs,
+        "batch_size": config.batch_size, "num_workers": config.num_workers, "seed": config.seed,
+        "repeat": repeat, **measured, "train_loss": epochs[-1].train_loss, "val_acc": epochs[-1].val_acc,
+        "cache_state": "cold" if config.cold else "warm", "cached_pct": run.cached_pct,
+        "thesislib_version": __version__,
+    }
+
+
+def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> list:
+    """Validate ``config``, run its repeats and append each row to ``results`` (.csv or .parquet) at once.
+
+    Relative paths (``results``, ``config.data_dir``) are taken from the project root. Returns the rows.
+    """
+    config = validate(config)
+    config = replace(config, data_dir=str(project_path(config.data_dir)))
+    results = check_results_path(results) if results is not None else None
+    store = open_prepared_store(config)
+    run_id, commit, rows = new_run_id(), git_commit(), []
+    if results is not None:
+        append_environment(results, run_id, config.data_dir)
+    for repeat in range(config.repeats):
+        rows.append(run_once(config, store, repeat, run_id, commit))
+        if results is not None:
+            append_row(results, rows[-1])
+        if progress:
+            report_progress(rows[-1], config)
+    return rows
+
+
+def report_progress(row: dict, config: BenchConfig) -> None:
+    print(f"{config.loader}/{row['store']} on {config.dataset}, repeat {row['repeat'] + 1}/{config.repeats}: "
+          f"{row['total_train_s']:.2f} s, {row['images_per_s']:.0f} img/s, stall {row['stall_pct']:.1f}%, "
+          f"train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------- results file
+def check_results_path(results) -> Path:
+    path = project_path(results)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ThesisError(f"--results {results}: the file must end in .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def env_path(results) -> Path:
+    """``<results>.env.jsonl``: one JSON line per protocol run (its environment)."""
+    path = Path(results)
+    return path.with_name(path.name + ".env.jsonl")
+
+
+def append_environment(results, run_id: str, data_dir) -> None:
+    from thesislib import envinfo
+
+    line = json.dumps({"run_id": run_id, **envinfo.environment(data_dir)}, default=str)
+    append_line(env_path(results), line + "\n")
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append ``text`` and flush it to the disk before returning."""
+    with open(path, "a", encoding="utf-8", newline="") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def cell(value) -> str:
+    """A CSV cell: NaN and None empty, floats in full precision."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def append_row(results, row: dict) -> None:
+    """Append one row to a .csv (appended in place) or .parquet (rewritten atomically) results file."""
+    path = Path(results)
+    if path.suffix == ".csv" and csv_header(path) in (None, list(COLUMNS)):
+        write_csv_line(path, row, header=csv_header(path) is None)
+    else:
+        rewrite_with_row(path, row)
+
+
+def csv_header(path: Path):
+    """The header of an existing CSV file, or None for a missing or empty one."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="", encoding="utf-8") as file:
+        return next(csv.reader(file), None)
+
+
+def write_csv_line(path: Path, row: dict, header: bool) -> None:
+    lines = [list(COLUMNS)] if header else []
+    lines.append([cell(row.get(column)) for column in COLUMNS])
+    with open(path, "a", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows(lines)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def rewrite_with_row(path: Path, row: dict) -> None:
+    """Older rows plus ``row`` into a temporary file, renamed over ``path`` (Parquet, or a CSV of another
+    column set)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{column: row.get(column) for column in COLUMNS}])
+    if path.is_file() and path.stat().st_size:
+        old = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        frame = pd.concat([old, frame], ignore_index=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_parquet(tmp, index=False) if path.suffix == ".parquet" else frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------- notebook 04
+NOTEBOOK_PARAMETERS = {"loader": str, "dataset": str, "store": str, "epochs": int, "repeats": int,
+                       "batch_size": int, "num_workers": int, "model": str, "device": str, "seed": int,
+                       "scale": float, "data_dir": str, "results": str, "cold": bool}
+PLAIN_VALUES = (str, int, float, bool, list, dict, tuple, type(None))
+
+
+def unknown_parameters(namespace: dict) -> list:
+    """Names a notebook's caller set that are not parameters (papermill injects them with a mere warning):
+    the plain values in ``namespace`` that are neither parameters nor private nor IPython's own."""
+    return sorted(name for name, value in namespace.items()
+                  if not name.startswith("_") and name not in NOTEBOOK_PARAMETERS
+                  and name not in ("In", "Out") and isinstance(value, PLAIN_VALUES))
+
+
+def coerce(name: str, value, kind):
+    """``value`` as the parameter's type (``"3"`` -> 3 for an int); a ThesisError naming the parameter."""
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or kind is int and isinstance(value, bool):
+        raise ThesisError(f"parameter {name} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def notebook_config(namespace: dict) -> tuple:
+    """(validated BenchConfig, results path) from a notebook's parameters; a ThesisError listing the valid
+    names for an unknown one, or naming the bad value."""
+    unknown = unknown_parameters(namespace)
+    if unknown:
+        raise ThesisError(f"unknown parameter(s) {', '.join(unknown)}: 04_benchmark.ipynb takes "
+                          f"{', '.join(NOTEBOOK_PARAMETERS)}")
+    missing = [name for name in NOTEBOOK_PARAMETERS if name not in namespace]
+    if missing:
+        raise ThesisError(f"parameter(s) {', '.join(missing)} missing: run the notebook's parameters cell")
+    values = {name: coerce(name, namespace[name], kind) for name, kind in NOTEBOOK_PARAMETERS.items()}
+    results = values.pop("results")
+    config = validate(BenchConfig(**values))
+    return config, check_results_path(results)
+
+
+def prepare_if_missing(config: BenchConfig) -> Path:
+    """Build the run's store (synthetic, at ``config.scale``) if it has no manifest; return its folder."""
+    from thesislib.prepare import prepare
+
+    path = store_path(config.data_dir, config.dataset, config.store)
+    if not (path / "manifest.json").is_file():
+        prepare(config.dataset, source="synthetic", scale=config.scale, stores=[config.store], seed=0,
+                data_dir=project_path(config.data_dir), progress=False)
+    return path

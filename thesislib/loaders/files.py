@@ -1,0 +1,52 @@
+"""``files``: the image-file stores (``files-jpeg`` by default, any of the six codecs), decoded by Pillow.
+
+A batch is one call: the dataset decodes the batch's files (in sorted index order) into one preallocated
+array. The file list comes from the store's ImageFolder layout, ordered by sample index.
+"""
+
+import numpy as np
+
+from thesislib.errors import ThesisError
+from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, iterate
+from thesislib.stores import imagefiles
+
+
+class FileBatches(BatchDataset):
+    """Batches of a split of an image-file store: each file decoded with Pillow."""
+
+    def __init__(self, store, split):
+        super().__init__()
+        self.paths, self.labels = imagefiles.list_files(store.path, split)
+        self.shape = store.shape(split)
+        if len(self.paths) != self.shape[0]:
+            raise ThesisError(f"{store.path / split} holds {len(self.paths)} images, its manifest says "
+                              f"{self.shape[0]}: delete the store folder and run prepare again")
+
+    def open(self):
+        return self.paths
+
+    def read(self, handle, indices):
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        for row, index in enumerate(indices):
+            images[row] = self.decode(handle[index])
+        return images, self.labels[indices]
+
+    def decode(self, path) -> np.ndarray:
+        image = imagefiles.decode(path)
+        if image.shape != tuple(self.shape[1:]):
+            raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
+                              f"{self.shape[2]}x{self.shape[1]}: delete the store folder and prepare again")
+        return image
+
+
+class FilesLoader(Loader):
+    name = "files"
+    store_kinds = ("files",)
+    default_store = "files-jpeg"
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        self.dataset = FileBatches(store, split)
+
+    def __iter__(self):
+        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))

@@ -1,0 +1,66 @@
+"""``hdf5``: ``data.h5`` through h5py; a batch is one read of its sorted rows (a point selection).
+
+The file is opened lazily in the process that reads, never before the DataLoader forks its workers: an
+HDF5 handle inherited across a fork returns corrupt data. ``close()`` closes it (for ``bench --cold``).
+"""
+
+import h5py
+import numpy as np
+
+from thesislib.errors import ThesisError
+from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, iterate
+from thesislib.stores import hdf5
+
+
+def open_split(path, split, shape=None):
+    """(file, images dataset, labels array) of ``split``; a ThesisError naming a bad file."""
+    try:
+        file = h5py.File(path, "r")
+        images, labels = file[f"{split}/images"], file[f"{split}/labels"][()]
+    except (OSError, KeyError) as exc:
+        raise ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; "
+                          "delete its store folder and run `python -m thesislib prepare` again") from exc
+    if shape is not None and images.shape != tuple(shape):
+        file.close()
+        raise ThesisError(f"{path} /{split}/images has shape {images.shape}, its manifest says {shape}: "
+                          "delete its store folder and run prepare again")
+    return file, images, labels.astype(np.int64, copy=False)
+
+
+class Hdf5Batches(BatchDataset):
+    def __init__(self, store, split):
+        super().__init__()
+        self.path, self.split, self.shape = store.path / hdf5.FILE, split, store.shape(split)
+
+    def open(self):
+        return open_split(self.path, self.split, self.shape)
+
+    def read(self, handle, indices):
+        _, images, labels = handle
+        try:
+            return images[indices], labels[indices]
+        except OSError as exc:
+            raise ThesisError(f"cannot read samples of /{self.split} from {self.path} ({exc}): the file is "
+                              "corrupt; delete its store folder and run prepare again") from exc
+
+    def close(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle[0].close()
+
+
+class Hdf5Loader(Loader):
+    name = "hdf5"
+    store_kinds = ("hdf5",)
+    default_store = "hdf5"
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        self.dataset = Hdf5Batches(store, split)
+        open_split(self.dataset.path, split, self.dataset.shape)[0].close()  # check now, reopen lazily
+
+    def __iter__(self):
+        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
+
+    def close(self) -> None:
+        self.dataset.close()

@@ -1,0 +1,75 @@
+"""``memory``: "load everything if it fits": the whole split read into RAM (or VRAM on a GPU) up front.
+
+Reads an npy store. Before reading it checks that the split fits with a margin (:data:`RAM_SHARE` of the
+available RAM, :data:`VRAM_SHARE` of the free GPU memory) and refuses with a ThesisError otherwise. Batches
+are then gathered from the resident tensor on its device; ``num_workers`` is not used (nothing to read).
+"""
+
+import numpy as np
+import psutil
+import torch
+
+from thesislib.errors import ThesisError
+from thesislib.loaders.base import BufferPool, Loader, gather
+from thesislib.loaders.numpy import open_npy
+from thesislib.stores import npy
+
+RAM_SHARE = 0.8    # of the RAM available now
+VRAM_SHARE = 0.9   # of the GPU memory free now
+SLICE = 4096       # images copied at a time
+
+
+def split_bytes(store, split) -> int:
+    """Bytes of a split's images and labels in memory."""
+    shape = store.shape(split)
+    return int(np.prod(shape)) * np.dtype(store.dtype).itemsize + shape[0] * 8
+
+
+def free_bytes(device) -> int:
+    """Bytes that may be used on ``device`` (a share of what is available there now)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0] * VRAM_SHARE)
+    return int(psutil.virtual_memory().available * RAM_SHARE)
+
+
+def check_fits(store, split, device) -> int:
+    """The split's size in bytes; a ThesisError if it does not fit on ``device``."""
+    needed, free = split_bytes(store, split), free_bytes(device)
+    if needed > free:
+        where = "GPU memory" if device.type == "cuda" else "RAM"
+        raise ThesisError(f"loader 'memory' needs {needed / 2**20:.0f} MiB to hold {split} of "
+                          f"{store.dataset}/{store.name} but only {free / 2**20:.0f} MiB of {where} may be "
+                          "used: choose the 'numpy' loader (memory-mapped) or a smaller --scale")
+    return needed
+
+
+def load_split(store, split, device, pin: bool = False) -> tuple:
+    """(images, labels) tensors of a whole split on ``device``, read slice by slice from the npy store."""
+    source = open_npy(npy.images_path(store.path, split), store.shape(split), store.dtype, mmap_mode="c")
+    labels = open_npy(npy.labels_path(store.path, split), store.shape(split)[:1], np.int64, mmap_mode=None)
+    images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device,
+                         pin_memory=pin and device.type == "cpu" and torch.cuda.is_available())
+    for start in range(0, len(source), SLICE):
+        images[start:start + SLICE].copy_(torch.from_numpy(source[start:start + SLICE]))
+    del source
+    return images, torch.from_numpy(labels).to(device)
+
+
+class MemoryLoader(Loader):
+    name = "memory"
+    store_kinds = ("npy",)
+    default_store = "npy-uint8"
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        check_fits(store, split, self.device)
+        self.images, self.labels = load_split(store, split, self.device, self.pin_memory)
+        self.buffers = BufferPool()
+
+    def __iter__(self):
+        for batch in self.batches():
+            if self.device.type == "cpu":  # the numpy loader's gather (see base.gather)
+                yield torch.from_numpy(gather(self.images.numpy(), batch, self.buffers)), self.labels[batch]
+            else:
+                index = torch.from_numpy(batch).to(self.device)
+                yield self.images.index_select(0, index), self.labels.index_select(0, index)

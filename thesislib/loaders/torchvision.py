@@ -1,0 +1,60 @@
+"""``torchvision``: the baseline a user writes, ``ImageFolder`` and a per-sample ``DataLoader``.
+
+Each sample is one ``__getitem__`` call (open, decode, convert) and the DataLoader collates the batch; this
+is the per-image Python path the other loaders avoid. To deliver the same samples in the same order as the
+other loaders, the sampler visits ImageFolder's positions in the order of the shared batch list.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets import ImageFolder
+
+from thesislib.errors import ThesisError
+from thesislib.loaders.base import Loader, iterate
+from thesislib.stores import imagefiles
+
+EXTENSIONS = tuple(f".{codec.ext}" for codec in imagefiles.CODECS.values())
+
+
+def is_image_file(path: str) -> bool:
+    return path.lower().endswith(EXTENSIONS)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 pixels as a tensor (copied: Pillow's arrays are read-only)."""
+    return torch.from_numpy(np.array(image))
+
+
+def positions_by_index(dataset: ImageFolder) -> np.ndarray:
+    """ImageFolder's position of each sample index (file ``<index:06d>.<ext>``)."""
+    positions = np.empty(len(dataset.samples), dtype=np.int64)
+    for position, (path, _) in enumerate(dataset.samples):
+        positions[int(Path(path).stem)] = position
+    return positions
+
+
+class TorchvisionLoader(Loader):
+    name = "torchvision"
+    store_kinds = ("files",)
+    default_store = "files-jpeg"
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        self.dataset = ImageFolder(str(store.path / split), loader=imagefiles.decode, transform=to_tensor,
+                                   is_valid_file=is_image_file, allow_empty=True)
+        if len(self.dataset) != self.num_samples:
+            raise ThesisError(f"{store.path / split} holds {len(self.dataset)} images, its manifest says "
+                              f"{self.num_samples}: delete the store folder and run prepare again")
+        self.positions = positions_by_index(self.dataset)
+
+    # allow_empty: a small validation split (scale 0.01 of Tiny ImageNet: 100 images, 200 classes) leaves
+    # some class folders empty; ImageFolder still numbers every folder, so labels stay those of the manifest.
+
+    def __iter__(self):
+        order = self.positions[np.concatenate(self.batches())].tolist()
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=order, num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available())
+        yield from iterate(loader)
