@@ -1,0 +1,203 @@
+"""`make run`: the whole study in one command, from prepared data to the chapter-3 tables.
+
+Steps: record the environment; prepare every dataset in the stores the runnable loaders read; execute
+`notebooks/04_benchmark.ipynb` (papermill) for every loader that can run here and every dataset; then
+`notebooks/05_results.ipynb` on the rows just measured. Everything lands in `runs/<timestamp>/`:
+`notebooks/` (the executed notebooks), `results.csv` (+ `results.csv.env.jsonl`), `figures/` (tables and
+figures), `environment.json`, `skipped.md` (loaders that cannot run here, with the reason) and `summary.md`.
+The profile's `cold` loaders also run with a cold page cache (bench --cold) when 04 takes a `cold` parameter.
+Stores go to the profile's data folder (quick: `data/quick/`), so the two profiles never rebuild each other's.
+
+    python scripts/run_study.py [--profile quick|thesis] [--loaders a,b] [--datasets a,b]
+
+Exit status: 0 when every step ran, 1 when a step failed (the summary names it), 2 for bad options.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+# quick: small enough to finish in minutes on 2 CPU cores; thesis: the full protocol of chapter 3.
+PROFILES = {
+    "quick": {"scales": {"cifar10": 0.02, "tinyimagenet": 0.01, "masks": 0.02}, "epochs": 1, "repeats": 2,
+              "batch_size": 64, "num_workers": 0, "model": "small", "seed": 0, "data_dir": "data/quick",
+              "cold": ("files",)},
+    "thesis": {"scales": {"cifar10": 1.0, "tinyimagenet": 1.0, "masks": 1.0}, "epochs": 3, "repeats": 10,
+               "batch_size": 128, "num_workers": 0, "model": "small", "seed": 0, "data_dir": "data",
+               "cold": ("files", "numpy", "hdf5", "zarr", "torchvision")},
+}
+
+
+class Study:
+    """The steps of one run and what became of each: ok, failed (with the reason) or skipped."""
+
+    def __init__(self, profile: str, run_dir: Path):
+        self.profile, self.settings, self.run_dir = profile, PROFILES[profile], run_dir
+        self.results = run_dir / "results.csv"
+        self.steps, self.available, self.skipped = [], {}, {}
+        (run_dir / "notebooks").mkdir(parents=True)
+
+    def step(self, label: str, action) -> bool:
+        """Run ``action()`` with a progress line; record ok/failed and the seconds it took."""
+        print(f"[{len(self.steps) + 1:2d}] {label} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            action()
+            status, note = "ok", ""
+        except Exception as exc:  # one failed step must not stop the others: it is reported at the end
+            status, note = "FAILED", _reason(exc)
+        seconds = time.perf_counter() - start
+        self.steps.append((label, status, seconds, note))
+        print(f"     {status} in {seconds:.1f} s{': ' + note if note else ''}", flush=True)
+        return status == "ok"
+
+
+def _reason(exc) -> str:
+    """One line: a notebook's own error (papermill) or the exception."""
+    name, value = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    lines = str(value).strip().splitlines() or [""]
+    text = f"{name}: {lines[-1]}"
+    return text if len(text) <= 240 else text[:239] + "…"
+
+
+def record_environment(study: Study) -> None:
+    """Write environment.json; note in ``study.available`` which loaders can run here (or why not)."""
+    from thesislib import envinfo, loaders
+
+    environment = envinfo.environment(study.settings["data_dir"])
+    study.available = loaders.availability()
+    (study.run_dir / "environment.json").write_text(
+        json.dumps({"profile": study.profile, "settings": study.settings, "environment": environment,
+                    "loaders": study.available}, indent=2, default=list) + "\n")
+
+
+def prepare(study: Study, dataset: str, stores: list) -> None:
+    s = study.settings
+    command = [sys.executable, "-m", "thesislib", "prepare", "--dataset", dataset,
+               "--scale", str(s["scales"][dataset]), "--stores", ",".join(stores),
+               "--seed", str(s["seed"]), "--data-dir", s["data_dir"]]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE)
+    tail = b""
+    for chunk in iter(lambda: process.stderr.read1(4096), b""):   # progress bars pass straight through
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+        tail = (tail + chunk)[-2000:]
+    if process.wait() != 0:
+        lines = tail.decode(errors="replace").replace("\r", "\n").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"prepare exited with status {process.returncode}")
+
+
+def execute(notebook: str, output: Path, parameters: dict) -> None:
+    """Run ``notebooks/<notebook>`` with papermill from the repository root, saving it at ``output``."""
+    import papermill
+
+    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(ROOT),
+                               progress_bar=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+
+
+def benchmark(study: Study, dataset: str, loader: str, cold: bool) -> None:
+    s = study.settings
+    parameters = {"loader": loader, "dataset": dataset, "store": "", "epochs": s["epochs"],
+                  "repeats": s["repeats"], "batch_size": s["batch_size"], "num_workers": s["num_workers"],
+                  "model": s["model"], "device": "auto", "seed": s["seed"], "scale": s["scales"][dataset],
+                  "data_dir": s["data_dir"], "results": str(study.results)}
+    if cold:
+        parameters["cold"] = True
+    name = f"04_benchmark_{dataset}_{loader}{'_cold' if cold else ''}.ipynb"
+    execute("04_benchmark.ipynb", study.run_dir / "notebooks" / name, parameters)
+
+
+def report(study: Study) -> None:
+    if not study.results.is_file():
+        raise RuntimeError("no benchmark wrote a row, so there is nothing to report")
+    execute("05_results.ipynb", study.run_dir / "notebooks" / "05_results.ipynb",
+            {"results": str(study.results), "out": str(study.run_dir / "figures")})
+
+
+def notebook_takes(parameter: str) -> bool:
+    """Whether 04_benchmark.ipynb declares ``parameter`` (papermill would inject an unknown one silently)."""
+    import papermill
+
+    return parameter in papermill.inspect_notebook(str(NOTEBOOKS / "04_benchmark.ipynb"))
+
+
+def run(study: Study, loaders: list, datasets: list) -> None:
+    from thesislib.loaders import DEFAULT_STORES
+
+    study.step("record the environment and which loaders can run here", lambda: record_environment(study))
+    study.skipped = {name: study.available.get(name, "availability unknown (see the failed step)")
+                     for name in loaders if study.available.get(name) != "available"}
+    runnable = [name for name in loaders if name not in study.skipped]
+    for name, why in study.skipped.items():
+        print(f"     skipped loader {name}: {why}")
+    cold = [name for name in runnable if name in study.settings["cold"]]
+    if cold and not notebook_takes("cold"):
+        print("     no cold-cache runs: 04_benchmark.ipynb has no `cold` parameter")
+        cold = []
+    for dataset in datasets:
+        stores = sorted({DEFAULT_STORES[name] for name in runnable})
+        if not stores or not study.step(f"prepare {dataset} (scale {study.settings['scales'][dataset]}) "
+                                        f"into {', '.join(stores)}", lambda: prepare(study, dataset, stores)):
+            continue
+        for loader in runnable:
+            study.step(f"benchmark {loader} on {dataset}", lambda: benchmark(study, dataset, loader, False))
+        for loader in cold:
+            study.step(f"benchmark {loader} on {dataset}, cold page cache",
+                       lambda: benchmark(study, dataset, loader, True))
+    study.step("report: 05_results.ipynb", lambda: report(study))
+
+
+def write_summary(study: Study, started: float) -> str:
+    """summary.md and skipped.md in the run folder; returns the summary text."""
+    skipped = "| loader | why it was skipped |\n| --- | --- |\n" + "".join(
+        f"| {name} | {why} |\n" for name, why in study.skipped.items()) if study.skipped else "none\n"
+    (study.run_dir / "skipped.md").write_text(f"# Loaders skipped on this machine\n\n{skipped}")
+    steps = "| # | step | status | seconds | note |\n| --- | --- | --- | --- | --- |\n" + "".join(
+        f"| {i} | {label} | {status} | {seconds:.1f} | {note.replace('|', '/')} |\n"
+        for i, (label, status, seconds, note) in enumerate(study.steps, 1))
+    failed = sum(status != "ok" for _, status, _, _ in study.steps)
+    text = (f"# Run {study.run_dir.name} (profile {study.profile})\n\n{len(study.steps)} steps, "
+            f"{failed} failed, {time.perf_counter() - started:.0f} s in all. The report: figures/05_report.md; "
+            f"the executed notebooks (failed ones too, with their error): notebooks/.\n\n{steps}\n"
+            f"## Skipped loaders\n\n{skipped}")
+    (study.run_dir / "summary.md").write_text(text)
+    return text
+
+
+def parse_args(argv=None):
+    from thesislib.datasets import DATASETS
+    from thesislib.loaders import LOADERS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--loaders", default=",".join(LOADERS), help="comma-separated (default: all)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: all)")
+    args = parser.parse_args(argv)
+    args.loaders, args.datasets = args.loaders.split(","), args.datasets.split(",")
+    for kind, names, valid in (("loader", args.loaders, LOADERS), ("dataset", args.datasets, DATASETS)):
+        unknown = [name for name in names if name not in valid]
+        if unknown:
+            parser.error(f"unknown {kind} {', '.join(unknown)}: choose from {', '.join(valid)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    run_dir = ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    study = Study(args.profile, run_dir)
+    print(f"study, profile {args.profile}: {run_dir.relative_to(ROOT)}", flush=True)
+    run(study, args.loaders, args.datasets)
+    print("\n" + write_summary(study, started))
+    return 1 if any(status != "ok" for _, status, _, _ in study.steps) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
