@@ -54,6 +54,9 @@ class Loader(abc.ABC):
         self.shuffle = bool(shuffle)
         self.device = torch.device(device)
         self.epoch = 0
+        reason = self.unavailable_reason()
+        if reason:
+            raise ThesisError(f"the {self.name} loader {reason}")
 
     @classmethod
     def unavailable_reason(cls):
@@ -92,6 +95,18 @@ class Loader(abc.ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(store={self.store.name!r}, split={self.split!r}, "
                 f"batch_size={self.batch_size}, num_workers={self.num_workers}, seed={self.seed})")
+
+
+class BatchLoader(Loader):
+    """A loader whose ``dataset`` (a :class:`BatchDataset`) reads each batch in one call."""
+
+    dataset = None  # set by the subclass's __init__
+
+    def __iter__(self):
+        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
+
+    def close(self) -> None:
+        self.dataset.close()
 
 
 def check_num_workers(num_workers) -> int:

@@ -98,9 +98,6 @@ class CupyLoader(Loader):
                  device="cuda", source="auto"):
         super().__init__(store, split, batch_size=batch_size, num_workers=num_workers,
                          pin_memory=pin_memory, seed=seed, shuffle=shuffle, device=device)
-        reason = self.unavailable_reason()
-        if reason:
-            raise ThesisError(f"the cupy loader {reason}")
         if self.device.type != "cuda":
             raise ThesisError(f"the cupy loader delivers batches in GPU memory, not on {device!r}: "
                               "use --device cuda (or auto)")

@@ -149,9 +149,6 @@ class DaliLoader(Loader):
                  device="cpu", npy_read="auto"):
         super().__init__(store, split, batch_size=batch_size, num_workers=num_workers,
                          pin_memory=pin_memory, seed=seed, shuffle=shuffle, device=device)
-        reason = self.unavailable_reason()
-        if reason:
-            raise ThesisError(f"the dali loader {reason}")
         self.on_gpu = self.device.type == "cuda"
         if self.on_gpu and not torch.cuda.is_available():
             raise ThesisError(f"the dali loader was asked for device {device!r} but no CUDA GPU is visible: "

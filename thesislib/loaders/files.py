@@ -7,7 +7,7 @@ array. The file list comes from the store's ImageFolder layout, ordered by sampl
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, iterate
+from thesislib.loaders.base import BatchDataset, BatchLoader
 from thesislib.stores import imagefiles
 
 
@@ -39,7 +39,7 @@ class FileBatches(BatchDataset):
         return image
 
 
-class FilesLoader(Loader):
+class FilesLoader(BatchLoader):
     name = "files"
     store_kinds = ("files",)
     default_store = "files-jpeg"
@@ -47,6 +47,3 @@ class FilesLoader(Loader):
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
         self.dataset = FileBatches(store, split)
-
-    def __iter__(self):
-        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, iterate
+from thesislib.loaders.base import BatchDataset, BatchLoader
 from thesislib.stores import hdf5
 
 
@@ -49,7 +49,7 @@ class Hdf5Batches(BatchDataset):
             handle[0].close()
 
 
-class Hdf5Loader(Loader):
+class Hdf5Loader(BatchLoader):
     name = "hdf5"
     store_kinds = ("hdf5",)
     default_store = "hdf5"
@@ -58,9 +58,3 @@ class Hdf5Loader(Loader):
         super().__init__(store, split, **kwargs)
         self.dataset = Hdf5Batches(store, split)
         open_split(self.dataset.path, split, self.dataset.shape)[0].close()  # check now, reopen lazily
-
-    def __iter__(self):
-        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
-
-    def close(self) -> None:
-        self.dataset.close()

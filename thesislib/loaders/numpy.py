@@ -12,7 +12,7 @@ The map is opened lazily in the process that reads (each worker its own) and dro
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, gather, iterate
+from thesislib.loaders.base import BatchDataset, BatchLoader, gather
 from thesislib.stores import npy
 
 
@@ -50,7 +50,7 @@ class NpyBatches(BatchDataset):
         self.handle = None  # a memory map is unmapped when its last reference goes
 
 
-class NumpyLoader(Loader):
+class NumpyLoader(BatchLoader):
     name = "numpy"
     store_kinds = ("npy",)
     default_store = "npy-uint8"
@@ -59,9 +59,3 @@ class NumpyLoader(Loader):
         super().__init__(store, split, **kwargs)
         self.dataset = NpyBatches(store, split)
         self.dataset.open()  # check the files now (shape, truncation); the map itself is reopened lazily
-
-    def __iter__(self):
-        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
-
-    def close(self) -> None:
-        self.dataset.close()

@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, Loader, batch_dataloader, iterate
+from thesislib.loaders.base import BatchDataset, BatchLoader
 from thesislib.stores import zarr as zarr_store
 
 
@@ -49,7 +49,7 @@ class ZarrBatches(BatchDataset):
         self.handle = None
 
 
-class ZarrLoader(Loader):
+class ZarrLoader(BatchLoader):
     name = "zarr"
     store_kinds = ("zarr",)
     default_store = "zarr"
@@ -58,9 +58,3 @@ class ZarrLoader(Loader):
         super().__init__(store, split, **kwargs)
         self.dataset = ZarrBatches(store, split)
         open_split(self.dataset.path, split, self.dataset.shape)  # check now, reopen lazily
-
-    def __iter__(self):
-        yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
-
-    def close(self) -> None:
-        self.dataset.close()
