@@ -7,15 +7,23 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast test-gpu lab bench clean
+.PHONY: install install-unlocked install-gpu run test test-fast test-gpu lab clean
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The newest releases pyproject.toml allows, ignoring the lock (to refresh requirements.lock).
+install-unlocked:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade -e '.[test]'
 
 run: $(STAMP)
 	$(BIN)/python scripts/run_study.py --profile $(PROFILE)
@@ -29,7 +37,7 @@ test-fast: $(STAMP)
 
 # On a machine with a CUDA GPU: `make install-gpu test-gpu`.
 install-gpu: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,gpu]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,gpu]'
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
