@@ -127,6 +127,13 @@ def test_bce_counts_zero_times_log_zero_as_zero():
     assert theory.bce([0.0, 1.0], [0.0, 1.0]) == 0.0
 
 
+def test_bce_gradient_where_prediction_equals_a_target_of_0_or_1_is_0_as_in_torch():
+    prediction, target = [0.0, 1.0, 0.3], [0.0, 1.0, 0.0]
+    _, (grad, _) = autograd(F.binary_cross_entropy, prediction, target)
+    np.testing.assert_array_equal(theory.bce_grad(prediction, target)[:2], [0.0, 0.0])
+    close(theory.bce_grad(prediction, target), grad)
+
+
 # --- backpropagation --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -281,6 +288,44 @@ def test_mini_batch_regression_converges_with_a_good_rate_and_diverges_with_a_la
     assert not np.isfinite(bad["loss"][-1]) or bad["loss"][-1] > 1e6
 
 
+def torch_mini_batch_regression(x, y, lr, batch_size, epochs, seed):
+    """w, b after torch.optim.SGD on nn.Linear with a DataLoader that visits the rows in our order."""
+    rng, data = np.random.default_rng(seed), torch.utils.data.TensorDataset(tensor(x), tensor(y))
+    layer = torch.nn.Linear(x.shape[1], 1, dtype=torch.float64)
+    torch.nn.init.zeros_(layer.weight), torch.nn.init.zeros_(layer.bias)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=lr)
+    for _ in range(epochs):
+        order = rng.permutation(len(y)).tolist()
+        for xb, yb in torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order):
+            optimizer.zero_grad()
+            F.mse_loss(layer(xb)[:, 0], yb).backward()
+            optimizer.step()
+    return layer.weight.detach().numpy()[0], layer.bias.item()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("batch_size", [1, 16, 50])
+def test_mini_batch_regression_equals_torch_sgd_on_a_dataloader_of_that_batch_size(seed, batch_size):
+    rng = rng_for(seed)
+    x = rng.normal(size=(50, 3))  # 16 does not divide 50: three batches of 16 and one of 2
+    y = x @ [1.0, -0.5, 2.0] + rng.normal(scale=0.2, size=50)
+    ours = theory.train_linear_regression(x, y, lr=0.05, batch_size=batch_size, epochs=3, seed=seed)
+    w, b = torch_mini_batch_regression(x, y, 0.05, batch_size, 3, seed)
+    close(ours["w"], w)
+    close(ours["b"], b)
+
+
+def test_mini_batch_regression_takes_a_1d_x_as_one_feature():
+    rng = rng_for(0)
+    x = rng.normal(size=30)
+    y = 2 * x - 1 + rng.normal(scale=0.1, size=30)
+    flat = theory.train_linear_regression(x, y, 0.1, 10, 5, validation=(x[:8], y[:8]))
+    column = theory.train_linear_regression(x[:, None], y, 0.1, 10, 5, validation=(x[:8, None], y[:8]))
+    assert flat["w"].shape == (1,)
+    for key in ("w", "b", "loss", "val_loss"):
+        np.testing.assert_array_equal(flat[key], column[key])
+
+
 # --- metrics ----------------------------------------------------------------------------------------
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
@@ -341,6 +386,14 @@ def test_macro_average_is_the_mean_of_one_class_against_the_rest(seed):
     (lambda: theory.min_max_scaler([[1.0], [1.0]]), "constant feature"),
     (lambda: theory.model_predict("quartic", [1.0], 1, 0), "model must be one of"),
     (lambda: theory.descend(lambda w: w, [1.0], 3, 0.1, method="adam"), "method must be"),
+    (lambda: theory.train_linear_regression(np.ones((4, 2)), np.ones(3), 0.1, 2, 1), r"x has shape \(4, 2\)"),
+    (lambda: theory.train_linear_regression(np.ones(4), np.ones(4), 0.1, 0, 1), "batch_size must be"),
+    (lambda: theory.train_linear_regression(np.ones((4, 2)), np.ones(4), 0.1, 2, 1,
+                                            validation=(np.ones((3, 2)), np.ones(2))), "x_val has shape"),
+    (lambda: theory.train_linear_regression(np.ones((4, 2)), np.ones(4), 0.1, 2, 1,
+                                            validation=(np.ones((3, 5)), np.ones(3))), "x_val has 5 features"),
+    (lambda: theory.train_linear_regression(np.ones((4, 2)), np.ones(4), 0.1, 2, 1,
+                                            validation=(np.ones((0, 2)), [])), "x_val is empty"),
 ])
 def test_bad_input_raises_value_error_saying_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message):

@@ -213,10 +213,10 @@ def bce(prediction, target):
 
 
 def bce_grad(prediction, target):
-    """∂BCE/∂y′ = (y′ − y) / (n·y′·(1 − y′))."""
+    """∂BCE/∂y′ = (y′ − y) / (n·y′·(1 − y′)); 0 where y′ = y, even at 0 or 1, as torch takes it."""
     p, t = _probability_pair(prediction, target)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (p - t) / (p.size * p * (1 - p))
+        return np.where(p == t, 0.0, (p - t) / (p.size * p * (1 - p)))
 
 
 # --- backpropagation: Linear → ReLU → Linear --------------------------------------------------------
@@ -344,35 +344,58 @@ def loss_surface(model, x, y, ws, bs):
 def train_linear_regression(x, y, lr, batch_size, epochs, seed=0, validation=None):
     """Mini-batch SGD on y′ = x·w + b with MSE, from w = 0, b = 0.
 
-    Returns ``{"w", "b", "loss", "val_loss"}``: the final parameters and the full-data MSE after each epoch
-    on (x, y) and on ``validation`` = (x_val, y_val) if given (else an empty array). Each epoch visits the
-    rows in a fresh order drawn from ``seed``. A learning rate too large gives losses that grow to inf or
-    nan instead of an error, so that the divergence can be plotted.
+    ``x`` holds one row per sample (a 1-D ``x`` is one feature); ``y`` one target per row. Each epoch visits
+    the rows in a fresh order drawn from ``seed``, in batches of ``batch_size`` rows (the last one smaller
+    when ``batch_size`` does not divide the rows), as ``torch.utils.data.DataLoader`` does. Returns
+    ``{"w", "b", "loss", "val_loss"}``: the final parameters and the full-data MSE after each epoch on
+    (x, y) and on ``validation`` = (x_val, y_val) if given (else an empty array). A learning rate too large
+    gives losses that grow to inf or nan instead of an error, so that the divergence can be plotted.
     """
-    x, y = np.atleast_2d(_array(x, "x")), _array(y, "y")
-    if x.shape[0] != y.shape[0] or int(batch_size) < 1:
-        raise ValueError(f"expected one target per row of x and batch_size >= 1; got x {x.shape}, "
-                         f"y {y.shape}, batch_size {batch_size}")
+    x, y = _regression_data(x, y, ("x", "y"))
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    sets = [(x, y)]
+    if validation is not None:
+        sets.append(_regression_data(*validation, ("x_val", "y_val")))
+        if sets[1][0].shape[1] != x.shape[1]:
+            raise ValueError(f"x_val has {sets[1][0].shape[1]} features but x has {x.shape[1]}: "
+                             "expected the same features")
     rng, params, losses = np.random.default_rng(seed), np.zeros(x.shape[1] + 1), []
-    sets = [(x, y)] + ([validation] if validation is not None else [])
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(int(epochs)):
-            for rows in np.array_split(rng.permutation(len(y)), -(-len(y) // int(batch_size))):
+            perm = rng.permutation(len(y))
+            for rows in np.split(perm, np.arange(int(batch_size), len(y), int(batch_size))):
                 params = sgd_step(params, _regression_grad(x[rows], y[rows], params), lr)
             losses.append([_regression_loss(*data, params) for data in sets])
     losses = np.array(losses).reshape(int(epochs), len(sets))
     return {"w": params[:-1], "b": float(params[-1]), "loss": losses[:, 0], "val_loss": losses[:, 1:].ravel()}
 
 
+def _regression_data(x, y, names):
+    """Samples as rows of a 2-D x (a 1-D x is one feature) and one target per row of a 1-D y."""
+    x, y = _array(x, names[0]), _array(y, names[1])
+    x = x[:, None] if x.ndim == 1 else x
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{names[0]} has shape {x.shape} and {names[1]} has shape {y.shape}: expected "
+                         f"{names[0]} as (samples, features) or (samples,) and one {names[1]} per sample")
+    return x, y
+
+
+def _regression_predict(x, params):
+    """y′ = x·w + b as one-output ``linear`` layer, params = (w, b); shape (samples, 1)."""
+    return linear(x, params[None, :-1], params[-1:])
+
+
 def _regression_loss(x, y, params):
     """MSE of y′ = x·w + b."""
-    return float(np.mean((np.atleast_2d(x) @ params[:-1] + params[-1] - np.asarray(y)) ** 2))
+    return mse(_regression_predict(x, params)[:, 0], y)
 
 
 def _regression_grad(x, y, params):
-    """∂MSE/∂(w, b) of y′ = x·w + b on one batch: (2/n)·[xᵀr, Σ r] with r = y′ − y."""
-    r = 2 * (x @ params[:-1] + params[-1] - y) / len(y)
-    return np.append(x.T @ r, r.sum())
+    """∂MSE/∂(w, b) of y′ = x·w + b on one batch, by ``mse_grad`` and ``linear_backward``."""
+    grad_y = mse_grad(_regression_predict(x, params), y[:, None])
+    _, grad_w, grad_b = linear_backward(x, params[None, :-1], grad_y)
+    return np.append(grad_w[0], grad_b)
 
 
 # --- classification metrics -------------------------------------------------------------------------
