@@ -1,6 +1,8 @@
 """The image-format table (thesis section 2.2) on a small crop of the default photograph."""
 
+import dataclasses
 import io
+import re
 
 import imagecodecs
 import numpy as np
@@ -21,6 +23,8 @@ THESIS_NAMES = [
 ]
 LOSSLESS = [row.name for row in imageformats.ROWS if row.lossless]
 LOSSY = [row.name for row in imageformats.ROWS if not row.lossless]
+SIXTEEN_BIT = [row.name for row in imageformats.ROWS if row.bits == 16]
+ROW = dict(zip(imageformats.ROW_NAMES, imageformats.ROWS))
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,15 @@ def crop_path(crop, tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(crop_path):
     return imageformats.format_table(crop_path)
+
+
+@pytest.fixture(scope="module")
+def deep_path(crop, tmp_path_factory):
+    """A 16-bit PNG of the crop whose low bytes are noise, as in a real 16-bit capture (not ``v * 257``)."""
+    rgb16 = crop.astype(np.uint16) * 256 + np.random.default_rng(0).integers(0, 256, crop.shape, np.uint16)
+    path = tmp_path_factory.mktemp("deep") / "deep.png"
+    path.write_bytes(imagecodecs.png_encode(rgb16))
+    return path
 
 
 def _save(tmp_path, name, array):
@@ -95,23 +108,44 @@ def test_jpeg_2000_lossy_50_percent_is_about_half_the_lossless_file(table):
     assert 0.8 * half <= table.loc["JPEG 2000 lossy 50%", "bytes"] <= 1.05 * half
 
 
-def test_16_bit_rows_are_written_and_read_with_16_bits(crop_path):
-    source = imageformats.load_source(crop_path)
-    assert source.rgb16.dtype == np.uint16
-    np.testing.assert_array_equal(source.rgb16, source.rgb8.astype(np.uint16) * 257)
-    png = dict(zip(imageformats.ROW_NAMES, imageformats.ROWS))["PNG 16 bit"]
-    np.testing.assert_array_equal(imagecodecs.png_decode(png.encode(source.rgb16, {})), source.rgb16)
+def test_16_bit_rows_are_written_and_read_with_16_bits(crop):
+    rgb16 = imageformats.distinct_low_byte(crop)
+    assert ((rgb16 >> 8) != (rgb16 & 0xFF)).all()
+    source = imageformats.Source(crop, rgb16, "probe", ())
+    for name in SIXTEEN_BIT:
+        assert imageformats.measure(ROW[name], source, {})["exact"], name
+    np.testing.assert_array_equal(imagecodecs.png_decode(ROW["PNG 16 bit"].encode(rgb16, {})), rgb16)
     for name in ["TIFF 16 bit none", "TIFF 16 bit LZW", "TIFF 16 bit ZIP"]:
-        row = dict(zip(imageformats.ROW_NAMES, imageformats.ROWS))[name]
-        decoded = tifffile.imread(io.BytesIO(row.encode(source.rgb16, {})))
+        decoded = tifffile.imread(io.BytesIO(ROW[name].encode(rgb16, {})))
         assert decoded.dtype == np.uint16
-        np.testing.assert_array_equal(decoded, source.rgb16)
+        np.testing.assert_array_equal(decoded, rgb16)
 
 
-def test_pillow_drops_the_low_byte_of_16_bit_files(crop_path):
+def test_16_bit_rows_of_a_16_bit_photograph_decode_bit_exact(deep_path):
+    table = imageformats.format_table(deep_path)
+    assert table.loc[SIXTEEN_BIT, "exact"].all(), table.loc[SIXTEEN_BIT, "exact"]
+    assert table.loc[LOSSLESS, "exact"].all()
+
+
+def test_exact_is_false_when_the_reader_drops_the_low_byte(crop):
+    source = imageformats.Source(crop, imageformats.distinct_low_byte(crop), "probe", ())
+    pillow_reader = dataclasses.replace(ROW["PNG 16 bit"], decode=imageformats._pillow_decode)
+    assert not imageformats.measure(pillow_reader, source, {})["exact"]
+
+
+def test_pillow_keeps_only_the_high_byte_of_16_bit_files(crop):
+    rgb16 = imageformats.distinct_low_byte(crop)
+    for name in ["PNG 16 bit", "TIFF 16 bit none"]:
+        with Image.open(io.BytesIO(ROW[name].encode(rgb16, {}))) as img:
+            pixels = np.asarray(img)
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, rgb16 >> 8), name
+
+
+def test_pillow_16bit_check_shows_the_high_byte_kept_and_the_low_byte_lost(crop_path):
     check = imageformats.pillow_16bit_check(imageformats.load_source(crop_path))
     assert list(check.index) == ["PNG 16 bit", "TIFF 16 bit none"]
-    assert not check["keeps 16 bits"].any()
+    assert check["= high byte"].all()
+    assert not check["= low byte"].any() and not check["keeps 16 bits"].any()
 
 
 def test_table_notes_name_the_image_and_the_16_bit_conversion(table):
@@ -160,15 +194,60 @@ def test_palette_input_is_converted_with_a_note(tmp_path, crop):
     assert any("mode P converted to RGB" in note for note in source.notes)
 
 
-def test_16_bit_input_keeps_its_16_bits_for_the_16_bit_rows(tmp_path, crop):
-    rng = np.random.default_rng(0)
-    rgb16 = crop.astype(np.uint16) * 256 + rng.integers(0, 256, crop.shape, dtype=np.uint16)
-    path = tmp_path / "deep.png"
-    path.write_bytes(imagecodecs.png_encode(rgb16))
-    source = imageformats.load_source(path)
+def test_16_bit_input_keeps_its_16_bits_for_the_16_bit_rows(deep_path):
+    rgb16 = imagecodecs.imread(str(deep_path))
+    source = imageformats.load_source(deep_path)
     np.testing.assert_array_equal(source.rgb16, rgb16)
     np.testing.assert_array_equal(source.rgb8, np.round(rgb16 / 257).astype(np.uint8))
     assert any("16-bit input" in note for note in source.notes)
+
+
+def test_big_endian_16_bit_grey_tiff_is_read_as_16_bits(tmp_path, crop):
+    grey = crop[..., 1].astype(np.uint16) * 256 + 7
+    path = tmp_path / "grey16be.tif"
+    tifffile.imwrite(path, grey.astype(">u2"), byteorder=">")
+    with Image.open(path) as img:
+        assert img.mode == "I;16B"
+    source = imageformats.load_source(path)
+    assert source.rgb16.dtype == np.uint16
+    np.testing.assert_array_equal(source.rgb16[..., 2], grey)
+
+
+@pytest.mark.parametrize("dtype, scale, bits", [(np.int32, 257, 16), (np.uint32, 1, 8), (np.int16, 1, 8)])
+def test_32_bit_integer_input_whose_values_fit_is_read_as_8_or_16_bits(tmp_path, crop, dtype, scale, bits):
+    grey = crop[..., 1].astype(np.int64) * scale
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, grey.astype(dtype))
+    with Image.open(path) as img:
+        assert img.mode == "I"
+    source = imageformats.load_source(path)
+    np.testing.assert_array_equal(source.rgb8[..., 0], crop[..., 1])        # not clipped to 255
+    if bits == 16:
+        np.testing.assert_array_equal(source.rgb16[..., 0], grey)
+    assert any(f"mode I (values {grey.min()}..{grey.max()}) read as {bits}-bit" in n for n in source.notes)
+
+
+def test_float_input_from_0_to_1_is_scaled_to_16_bits(tmp_path, crop):
+    grey = crop[..., 1] / 255.0
+    path = tmp_path / "float.tif"
+    tifffile.imwrite(path, grey.astype(np.float32))
+    source = imageformats.load_source(path)
+    np.testing.assert_array_equal(source.rgb8[..., 0], crop[..., 1])
+    np.testing.assert_array_equal(source.rgb16[..., 0], crop[..., 1].astype(np.uint16) * 257)
+    assert any("mode F" in note and "scaled to 0..65535" in note for note in source.notes)
+
+
+@pytest.mark.parametrize("dtype, values, shown", [
+    (np.int32, [0, 70000], "mode I (32-bit integers) with values 0..70000"),
+    (np.int32, [-5, 100], "mode I (32-bit integers) with values -5..100"),
+    (np.float32, [0, 2.5], "mode F (32-bit floats) with values 0..2.5"),
+    (np.float32, [0, np.nan], "mode F (32-bit floats) with NaN or infinite values"),
+])
+def test_wide_input_that_fits_neither_8_nor_16_bits_is_refused(tmp_path, dtype, values, shown):
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, np.resize(np.array(values, dtype), (16, 16)))
+    with pytest.raises(ThesisError, match=r"wide\.tif: Pillow " + re.escape(shown) + ".*0..65535"):
+        imageformats.load_source(path)
 
 
 def test_a_row_its_library_cannot_write_is_empty_with_a_note(tmp_path):
@@ -216,6 +295,25 @@ def test_terminal_text_shows_every_row_dashes_and_notes(table):
     assert all(name in text for name in THESIS_NAMES)
     assert "note: image: crop.png" in text
     assert " - " in text                          # PSNR of lossless rows
+
+
+def test_size_figure_hatches_the_thesis_jpeg_2000_bars_and_says_why(table):
+    ax = imageformats.plot_sizes(table).axes[0]
+    thesis_bars = ax.containers[1]
+    hatched = [name for name, bar in zip(table.index, thesis_bars) if bar.get_hatch()]
+    assert hatched == [name for name in THESIS_NAMES if name.startswith("JPEG 2000")]
+    assert not any(bar.get_hatch() for bar in ax.containers[0])           # ours are 8-bit: not hatched
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any("JPEG 2000: probably 16-bit" in label for label in labels)
+
+
+def test_webp_effort_compares_methods_on_a_centre_crop(crop):
+    source = imageformats.Source(crop, crop.astype(np.uint16) * 257, "crop", ())
+    effort = imageformats.webp_lossless_effort(source, methods=(4, 6), side=32)
+    assert list(effort.index) == [4, 6] and (effort["encode_s"] > 0).all()
+    centre = io.BytesIO()
+    Image.fromarray(crop[32:64, 47:79]).save(centre, "WEBP", lossless=True, quality=100, method=6)
+    assert effort.loc[6, "bytes"] == len(centre.getvalue())
 
 
 def test_figures_are_written_as_png_files(table, crop_path, tmp_path):

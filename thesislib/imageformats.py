@@ -8,7 +8,7 @@ How each row is made (``settings_table`` shows it as a table):
 
 - 8-bit rows and the lossy rows are written by Pillow; the 16-bit rows by libraries that keep 16 bits per
   channel (tifffile for TIFF, imagecodecs' libpng for PNG), because Pillow writes neither and, reading them,
-  silently drops the low byte (:func:`pillow_16bit_check` shows it).
+  silently keeps only the high byte (:func:`pillow_16bit_check` shows it).
 - The 16-bit version of an 8-bit photograph is ``v * 257``: 0..255 spread exactly onto 0..65535 (the low
   byte repeats the high byte, so no information is added). A 16-bit input photograph is used as it is for
   the 16-bit rows, and rounded to 8 bits (``round(v / 257)``) for the others.
@@ -55,6 +55,12 @@ JP2_TARGET_FRACTION = 0.5    # "lossy 50%": half the size of the lossless file
 THESIS_PIXELS = 9504 * 6336  # the thesis's photograph; its "MB" are MiB (its BMP: 180,652,086 B = 172 MiB)
 BMP_HEADER_BYTES = 54        # 14-byte file header + 40-byte BITMAPINFOHEADER
 MIN_SIDE = 8                 # SSIM's 7x7 window needs at least this many pixels a side
+NATIVE_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L")   # Pillow modes read as they are
+WIDE_MODES = {"I": "32-bit integers", "F": "32-bit floats"}           # read only when their values fit
+# The thesis's JPEG 2000 files were most likely 16-bit: its lossless one (191 MB) is larger than its 8-bit
+# BMP (172 MB), which lossless JPEG 2000 of an 8-bit photograph never is. Ours are 8-bit.
+THESIS_16_BIT_FORMATS = ("JPEG 2000",)
+WEBP_EFFORT_SIDE = 512       # side of the centre crop on which webp_lossless_effort compares methods
 
 
 # ---------------------------------------------------------------------------------------------- the source
@@ -98,7 +104,8 @@ def resolve_image(image=None) -> Path:
 
 
 def load_source(image=None) -> Source:
-    """Read the photograph as 8-bit and 16-bit RGB; grey, palette, alpha or 16-bit input gets a note."""
+    """Read the photograph as 8-bit and 16-bit RGB; grey, palette, alpha, 16-bit, 32-bit integer or float
+    input gets a note (:func:`_from_wide_mode` says how the last two are read)."""
     path = resolve_image(image)
     array, notes = _read_array(path)
     rgb, notes = _to_rgb(array, notes)
@@ -122,13 +129,40 @@ def _read_array(path: Path):
         with Image.open(path) as img:
             if _pillow_truncates(img):
                 return imagecodecs.imread(str(path)), []
-            if img.mode in ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"):
-                return np.asarray(img), []
+            if img.mode in NATIVE_MODES:
+                array = np.asarray(img)
+                return array.astype(array.dtype.newbyteorder("="), copy=False), []   # I;16B is big-endian
+            if img.mode in WIDE_MODES:
+                return _from_wide_mode(path, img.mode, np.asarray(img))
             note = f"mode {img.mode} converted to RGB"
             return np.asarray(img.convert("RGBA" if "A" in img.getbands() else "RGB")), [note]
+    except ThesisError:
+        raise
     except Exception as exc:   # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError...
         raise ThesisError(f"--image {path}: cannot read it as an image ({exc}); give a PNG, JPEG, TIFF, "
                           "BMP, WebP or JPEG 2000 photograph") from exc
+
+
+def _from_wide_mode(path: Path, mode: str, array: np.ndarray):
+    """Pillow's mode I (32-bit integers) or F (32-bit floats) as 8- or 16-bit samples, when the values fit.
+
+    Floats from 0 to 1 are scaled to 0..65535; whole numbers up to 255 are read as 8-bit samples, up to
+    65535 as 16-bit ones. Anything else (negative, larger, fractional beyond 0..1, NaN) is refused: clipped
+    to 8 bits, as ``convert("RGB")`` would do, most photographs would turn white.
+    """
+    finite = bool(np.isfinite(array).all())
+    low, high = (float(array.min()), float(array.max())) if finite else (np.nan, np.nan)
+    values = f"values {low:.8g}..{high:.8g}" if finite else "NaN or infinite values"
+    if mode == "F" and finite and 0 <= low and high <= 1:
+        scaled = np.round(array * np.float64(65535)).astype(np.uint16)
+        return scaled, [f"mode F ({values}) scaled to 0..65535 (16 bits)"]
+    if finite and 0 <= low and high <= 65535 and np.array_equal(array, np.round(array)):
+        bits = 8 if high <= 255 else 16
+        samples = array.astype(np.uint8 if bits == 8 else np.uint16)
+        return samples, [f"mode {mode} ({values}) read as {bits}-bit"]
+    raise ThesisError(f"--image {path}: Pillow mode {mode} ({WIDE_MODES[mode]}) with {values} fits neither 8 "
+                      "nor 16 bits; save it scaled to 0..255 or 0..65535 (floats to 0..1), or give another "
+                      "photograph")
 
 
 def _pillow_truncates(img) -> bool:
@@ -370,16 +404,42 @@ def quality_curve(image=None) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def distinct_low_byte(rgb8: np.ndarray) -> np.ndarray:
+    """16-bit pixels: ``rgb8`` as the high byte, ``255 - rgb8`` as the low byte (they differ everywhere)."""
+    return rgb8.astype(np.uint16) * 256 + (255 - rgb8)
+
+
 def pillow_16bit_check(source: Source) -> pd.DataFrame:
-    """Write the 16-bit PNG and TIFF, read them back with Pillow: does Pillow keep the 16 bits?"""
-    records = []
+    """Write a 16-bit PNG and TIFF, read them back with Pillow: which of the 16 bits does Pillow keep?
+
+    The files hold :func:`distinct_low_byte` of the source, not ``rgb16``: in ``v * 257`` the low byte
+    repeats the high one, so keeping either would look the same.
+    """
+    probe, records = distinct_low_byte(source.rgb8), []
     for row in (r for r in ROWS if r.name in ("PNG 16 bit", "TIFF 16 bit none")):
-        with Image.open(io.BytesIO(row.encode(source.rgb16, {}))) as img:
+        with Image.open(io.BytesIO(row.encode(probe, {}))) as img:
             pixels = np.asarray(img)
         records.append({"file": row.name, "written by": row.library, "Pillow mode": img.mode,
                         "Pillow dtype": str(pixels.dtype),
-                        "keeps 16 bits": pixels.dtype == np.uint16 and np.array_equal(pixels, source.rgb16)})
+                        "keeps 16 bits": pixels.dtype == np.uint16 and np.array_equal(pixels, probe),
+                        "= high byte": np.array_equal(pixels, probe >> 8),
+                        "= low byte": np.array_equal(pixels, probe & 0xFF)})
     return pd.DataFrame(records).set_index("file")
+
+
+def webp_lossless_effort(source: Source, methods=(5, 6), side: int = WEBP_EFFORT_SIDE) -> pd.DataFrame:
+    """Lossless WebP of the source's centre crop (``side`` pixels a side) at each effort ``method``.
+
+    Columns bytes and encode_s, one row per method; the crop keeps the slow ``method=6`` cheap.
+    """
+    height, width = source.rgb8.shape[:2]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    crop = np.ascontiguousarray(source.rgb8[top:top + side, left:left + side])
+    records = []
+    for method in methods:
+        data, encode_s = _timed(_pillow_encoder("WEBP", lossless=True, quality=100, method=method), crop, {})
+        records.append({"method": method, "bytes": len(data), "encode_s": encode_s})
+    return pd.DataFrame(records).set_index("method")
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -391,14 +451,28 @@ def plot_sizes(table: pd.DataFrame, path=None):
     ax, y = fig.add_subplot(), np.arange(len(table))
     here = f"here: {table['image'].iloc[0]}, open libraries"
     ax.barh(y - 0.2, table["ratio_to_bmp"], height=0.4, label=here)
-    ax.barh(y + 0.2, table["thesis_ratio_to_bmp"], height=0.4, label="thesis: 9504x6336 photo, Photoshop")
+    thesis = ax.barh(y + 0.2, table["thesis_ratio_to_bmp"], height=0.4,
+                     label="thesis: 9504x6336 photo, Photoshop")
+    handles = ax.get_legend_handles_labels()[0] + _hatch_thesis_16_bit(thesis, table["format"])
     ax.set_yticks(y, table.index)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1, color="grey", linewidth=0.8)
     ax.set_xlabel("file size / size of the 8-bit BMP (log scale)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
     return _save_figure(fig, path)
+
+
+def _hatch_thesis_16_bit(bars, formats) -> list:
+    """Hatch the thesis's bars of :data:`THESIS_16_BIT_FORMATS`; return the legend entry saying why."""
+    from matplotlib.patches import Patch
+
+    hatched = [bar for bar, fmt in zip(bars, formats) if fmt in THESIS_16_BIT_FORMATS]
+    for bar in hatched:
+        bar.set(hatch="///", edgecolor="white")
+    label = f"thesis, {' and '.join(THESIS_16_BIT_FORMATS)}: probably 16-bit (ours: 8-bit)"
+    return [Patch(facecolor=bar.get_facecolor(), edgecolor="white", hatch="///", label=label)
+            for bar in hatched[:1]]
 
 
 def plot_quality(curve: pd.DataFrame, table: pd.DataFrame, path=None):
