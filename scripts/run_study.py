@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 # quick: small enough to finish in minutes on 2 CPU cores; thesis: the full protocol of chapter 3.
+# Three repeats at least: with two, a 95% Student-t interval is 12.7 standard errors wide (df = 1).
 PROFILES = {
-    "quick": {"scales": {"cifar10": 0.02, "tinyimagenet": 0.01, "masks": 0.02}, "epochs": 1, "repeats": 2,
+    "quick": {"scales": {"cifar10": 0.02, "tinyimagenet": 0.01, "masks": 0.02}, "epochs": 1, "repeats": 3,
               "batch_size": 64, "num_workers": 0, "model": "small", "seed": 0, "data_dir": "data/quick",
               "cold": ("files",)},
     "thesis": {"scales": {"cifar10": 1.0, "tinyimagenet": 1.0, "masks": 1.0}, "epochs": 3, "repeats": 10,
@@ -39,10 +40,11 @@ class Study:
     """The steps of one run and what became of each: ok, failed (with the reason) or skipped."""
 
     def __init__(self, profile: str, run_dir: Path):
+        """``run_dir``: a new folder (see :func:`new_run_dir`); the notebooks go to its ``notebooks/``."""
         self.profile, self.settings, self.run_dir = profile, PROFILES[profile], run_dir
         self.results = run_dir / "results.csv"
         self.steps, self.available, self.skipped = [], {}, {}
-        (run_dir / "notebooks").mkdir(parents=True)
+        (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
 
     def step(self, label: str, action) -> bool:
         """Run ``action()`` with a progress line; record ok/failed and the seconds it took."""
@@ -59,6 +61,26 @@ class Study:
         return status == "ok"
 
 
+def new_run_dir(runs: Path, stamp: str) -> Path:
+    """Create and return ``runs/<stamp>``, or ``runs/<stamp>-2``, ``-3``, … if a run started in the same
+    second took it (creating the folder is atomic, so two runs never share one)."""
+    for number in range(1, 1000):
+        run_dir = runs / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{runs}: 999 runs named {stamp}*: clean up the runs folder")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (a temporary file renamed onto ``path``): no half-written file is left."""
+    from thesislib.report import write_text as write_atomic
+
+    return write_atomic(path, text)
+
+
 def _reason(exc) -> str:
     """One line: a notebook's own error (papermill) or the exception."""
     name, value = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
@@ -73,9 +95,9 @@ def record_environment(study: Study) -> None:
 
     environment = envinfo.environment(study.settings["data_dir"])
     study.available = loaders.availability()
-    (study.run_dir / "environment.json").write_text(
-        json.dumps({"profile": study.profile, "settings": study.settings, "environment": environment,
-                    "loaders": study.available}, indent=2, default=list) + "\n")
+    write_text(study.run_dir / "environment.json",
+               json.dumps({"profile": study.profile, "settings": study.settings, "environment": environment,
+                           "loaders": study.available}, indent=2, default=list) + "\n")
 
 
 def prepare(study: Study, dataset: str, stores: list) -> None:
@@ -158,7 +180,7 @@ def write_summary(study: Study, started: float) -> str:
     """summary.md and skipped.md in the run folder; returns the summary text."""
     skipped = "| loader | why it was skipped |\n| --- | --- |\n" + "".join(
         f"| {name} | {why} |\n" for name, why in study.skipped.items()) if study.skipped else "none\n"
-    (study.run_dir / "skipped.md").write_text(f"# Loaders skipped on this machine\n\n{skipped}")
+    write_text(study.run_dir / "skipped.md", f"# Loaders skipped on this machine\n\n{skipped}")
     steps = "| # | step | status | seconds | note |\n| --- | --- | --- | --- | --- |\n" + "".join(
         f"| {i} | {label} | {status} | {seconds:.1f} | {note.replace('|', '/')} |\n"
         for i, (label, status, seconds, note) in enumerate(study.steps, 1))
@@ -167,7 +189,7 @@ def write_summary(study: Study, started: float) -> str:
             f"{failed} failed, {time.perf_counter() - started:.0f} s in all. The report: figures/05_report.md; "
             f"the executed notebooks (failed ones too, with their error): notebooks/.\n\n{steps}\n"
             f"## Skipped loaders\n\n{skipped}")
-    (study.run_dir / "summary.md").write_text(text)
+    write_text(study.run_dir / "summary.md", text)
     return text
 
 
@@ -191,7 +213,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    run_dir = ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = new_run_dir(ROOT / "runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     study = Study(args.profile, run_dir)
     print(f"study, profile {args.profile}: {run_dir.relative_to(ROOT)}", flush=True)
     run(study, args.loaders, args.datasets)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -94,3 +95,94 @@ def test_gpu_figures_are_nan_without_a_gpu():
     sampler = gpu.GpuUtilSampler()
     assert math.isnan(sampler.sample()) and math.isnan(sampler.mean())
     assert math.isnan(sampler.start().stop()) and not gpu.gpu_available()
+
+
+def test_wheel_names_follow_the_cuda_major():
+    assert envinfo.wheel_name("cupy", "12.4") == "cupy-cuda12x"
+    assert envinfo.wheel_name("dali", 13) == "nvidia-dali-cuda130"
+    assert envinfo.wheel_name("kvikio", "13.0") == "kvikio-cu13"
+    assert envinfo.wheel_name("cupy") == f"cupy-cuda{envinfo.cuda_major(torch.version.cuda or 13)}x"
+
+
+class FakeNVMLError(Exception):
+    """Stands in for pynvml.NVMLError (e.g. NVMLError_NotSupported)."""
+
+
+def fake_nvml(**calls):
+    """A pynvml stand-in: every nvml* function raises FakeNVMLError unless given in ``calls``."""
+    def fails(*args):
+        raise FakeNVMLError("Not Supported")
+
+    names = ["nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlSystemGetCudaDriverVersion_v2",
+             "nvmlSystemGetDriverVersion", "nvmlDeviceGetName", "nvmlDeviceGetMemoryInfo",
+             "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetComputeRunningProcesses",
+             "nvmlDeviceGetHandleByUUID", "nvmlDeviceGetHandleByPciBusId"]
+    return SimpleNamespace(NVMLError=FakeNVMLError, **{name: calls.get(name, fails) for name in names})
+
+
+def test_env_reads_unknown_where_nvml_cannot_say(monkeypatch):
+    monkeypatch.setattr(gpu, "nvml", lambda: fake_nvml(nvmlDeviceGetCount=lambda: 1,
+                                                      nvmlDeviceGetHandleByIndex=lambda i: "parent"))
+    info = envinfo.gpu_info()
+    assert info == {"gpu": "unknown", "gpu_count": 1, "vram_gb": None, "nvidia_driver": "unknown",
+                    "cuda_driver": "unknown"}
+    monkeypatch.setattr(gpu, "nvml", lambda: fake_nvml())
+    assert envinfo.gpu_info()["gpu_count"] == 0
+
+
+def test_the_gpu_sampler_gives_nan_and_stops_when_nvml_does_not_support_utilisation(monkeypatch):
+    monkeypatch.setattr(gpu, "nvml", lambda: fake_nvml())
+    monkeypatch.setattr(gpu, "nvml_handle", lambda device=None: "mig parent")
+    sampler = gpu.GpuUtilSampler()
+    assert math.isnan(sampler.sample()) and sampler.handle is None and sampler.samples == []
+    threaded = gpu.GpuUtilSampler().start(interval_s=0.01)
+    threaded._thread.join(timeout=5)   # the thread ends by itself once NVML refuses
+    assert not threaded._thread.is_alive() and math.isnan(threaded.stop())
+
+
+def test_the_gpu_sampler_keeps_its_samples_when_nvml_fails_later(monkeypatch):
+    answers = iter([SimpleNamespace(gpu=40), SimpleNamespace(gpu=60)])
+
+    def utilisation(handle):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise FakeNVMLError("GPU is lost") from None
+
+    monkeypatch.setattr(gpu, "nvml", lambda: fake_nvml(nvmlDeviceGetUtilizationRates=utilisation))
+    monkeypatch.setattr(gpu, "nvml_handle", lambda device=None: "handle")
+    sampler = gpu.GpuUtilSampler()
+    assert [sampler.sample(), sampler.sample()] == [40.0, 60.0]
+    assert math.isnan(sampler.sample()) and sampler.mean() == 50.0
+
+
+def gpu_props(monkeypatch, nvml_module):
+    monkeypatch.setattr(gpu, "nvml", lambda: nvml_module)
+    monkeypatch.setattr(gpu, "gpu_available", lambda: True)
+    monkeypatch.setattr(gpu, "torch_device_index", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: SimpleNamespace(uuid="0c2f-77", pci_domain_id=0, pci_bus_id=0x3B,
+                                                      pci_device_id=0))
+
+
+def test_nvml_handle_matches_by_uuid_or_pci_bus_and_never_by_index(monkeypatch):
+    asked = []
+
+    def by_pci(bus_id):
+        asked.append(bus_id)
+        raise FakeNVMLError("Not Found")
+
+    gpu_props(monkeypatch, fake_nvml(nvmlDeviceGetHandleByPciBusId=by_pci,
+                                     nvmlDeviceGetHandleByIndex=lambda i: "some other GPU"))
+    assert gpu.nvml_handle() is None
+    assert asked == ["00000000:3B:00.0"]
+
+
+def test_nvml_handle_finds_a_mig_instance_by_its_uuid(monkeypatch):
+    def by_uuid(uuid):
+        if uuid != "MIG-0c2f-77":
+            raise FakeNVMLError("Not Found")
+        return "mig instance"
+
+    gpu_props(monkeypatch, fake_nvml(nvmlDeviceGetHandleByUUID=by_uuid))
+    assert gpu.nvml_handle() == "mig instance"

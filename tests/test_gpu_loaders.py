@@ -151,6 +151,17 @@ def test_bench_with_the_cupy_loader_exits_2_with_one_line_without_a_gpu(prepared
     assert status == 2 and "cupy" in error and "GPU" in error and "\n" not in error
 
 
+def test_a_missing_gpu_library_names_the_wheel_built_for_this_torch(monkeypatch):
+    import importlib.util as util
+
+    from thesislib.envinfo import wheel_name
+
+    monkeypatch.setattr(util, "find_spec", lambda name, *args: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert DaliLoader.unavailable_reason() == f"needs NVIDIA DALI: pip install {wheel_name('dali')}"
+    assert f"pip install {wheel_name('cupy')})" in CupyLoader.unavailable_reason()
+
+
 def test_cupy_reads_each_run_of_consecutive_samples_at_once():
     assert runs(np.array([3, 4, 5, 9, 11, 12])) == [(0, 3), (3, 4), (4, 6)]
     assert runs(np.array([7])) == [(0, 1)]

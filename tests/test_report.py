@@ -3,6 +3,7 @@
 import json
 import math
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -35,11 +36,24 @@ def study(tmp_path):
         for repeat, speed in enumerate((100.0, 110.0, 120.0)):
             rows.append(row(dataset=dataset, repeat=repeat, images_per_s=speed))
             rows.append(row(dataset=dataset, repeat=repeat, loader="files", store="files-jpeg",
-                            run_id="r2", images_per_s=speed / 4, data_s_mean=1.5, epoch_s_mean=3.0))
+                            run_id="r2", images_per_s=speed / 4, data_s_mean=1.5 + repeat / 10,
+                            epoch_s_mean=3.0))
             rows.append(row(dataset=dataset, repeat=repeat, loader="files", store="files-jpeg", run_id="r3",
-                            images_per_s=speed / 8, data_s_mean=4.5, epoch_s_mean=6.0,
-                            cache_state="cold", cached_pct=0.0))
+                            images_per_s=speed / 8, data_s_mean=4.5 + repeat / 10, epoch_s_mean=6.0,
+                            cache_state="cold", cached_pct=0.0, peak_ram_mb=900.0 + repeat))
     return write_rows(tmp_path / "results.csv", rows)
+
+
+def three_methods(**spread) -> list:
+    """numpy, hdf5 and files on cifar10, three repeats: a fixture for the tested winners of the reading.
+
+    ``spread``: {column: {loader: (three values)}}, over the defaults of :func:`row`.
+    """
+    stores = {"numpy": "npy-uint8", "hdf5": "hdf5", "files": "files-jpeg"}
+    speeds = {"numpy": (200, 210, 220), "hdf5": (100, 110, 120), "files": (50, 55, 60)}
+    return [row(loader=loader, store=store, repeat=i, run_id=f"r-{loader}", images_per_s=speeds[loader][i],
+                **{column: values[loader][i] for column, values in spread.items()})
+            for loader, store in stores.items() for i in range(3)]
 
 
 def test_t_halfwidth_is_the_student_t_interval_of_the_mean():
@@ -167,9 +181,140 @@ def test_a_damaged_sidecar_line_is_named(study):
 
 def test_reading_names_the_fastest_method_and_the_cold_cache_cost(study):
     text = report.reading(report.read_results(study))
-    assert "cifar10 (warm cache): fastest is numpy (npy-uint8) at 110 images/s, 4.0x the slowest" in text
-    assert "files (files-jpeg) on masks: data wait per epoch 1.5 s warm, 4.5 s with a cold page cache (3.0x)" in text
+    assert ("cifar10 (warm cache): fastest is numpy (npy-uint8) at 110 images/s; lead over files (files-jpeg) "
+            "(28 images/s, 4.0x): significant (Welch p = ") in text
+    assert ("files (files-jpeg) on masks: data wait per epoch 1.6 s warm, 4.6 s with a cold page cache (2.9x), "
+            "a difference that is significant (Welch p = ") in text
     assert "no rows for cupy, hdf5, zarr, dali, memory, torchvision" in text
+
+
+def test_reading_of_a_cell_with_one_method_names_no_winner(study):
+    text = report.reading(report.read_results(study))
+    assert "- cifar10 (cold cache): only files (files-jpeg) was run (14 images/s).\n" in text
+    assert "least" not in text.split("cifar10 (cold cache)")[1].split("\n")[0]
+
+
+def test_a_lead_within_noise_is_not_called_the_fastest(tmp_path):
+    rows = [row(images_per_s=v, repeat=i) for i, v in enumerate((100, 150, 60))]
+    rows += [row(loader="hdf5", store="hdf5", images_per_s=v, repeat=i) for i, v in enumerate((90, 140, 70))]
+    text = report.reading(report.read_results(write_rows(tmp_path / "r.csv", rows)))
+    assert "highest mean throughput: numpy (npy-uint8) at 103 images/s" in text and "fastest" not in text
+    assert "lead over hdf5 (hdf5) (100 images/s, 1.0x): not significant (Welch p = 0.9" in text
+
+
+def test_the_gap_to_the_slowest_is_tested_too(tmp_path):
+    text = report.reading(report.read_results(write_rows(tmp_path / "r.csv", three_methods())))
+    assert "over the slowest, files (files-jpeg) (55 images/s, 3.8x): significant (Welch p = " in text
+
+
+def test_least_stall_and_ram_are_named_only_when_the_test_separates_them(tmp_path):
+    spread = {"stall_pct": {"numpy": (5, 6, 7), "hdf5": (20, 21, 22), "files": (40, 41, 42)},
+              "peak_ram_mb": {"numpy": (740, 790, 700), "hdf5": (743, 700, 786), "files": (900, 901, 902)}}
+    text = report.reading(report.read_results(write_rows(tmp_path / "r.csv", three_methods(**spread))))
+    assert ("least stall: numpy (npy-uint8) (6.0% of the epoch; next hdf5 (hdf5), 21.0% of the epoch: "
+            "significant") in text
+    assert "least peak RAM" not in text
+    assert ("peak RAM: differences within noise (lowest hdf5 (hdf5), 743 MiB; next numpy (npy-uint8), 743 MiB: "
+            "not significant (Welch p = ") in text
+
+
+def test_a_cold_cache_cost_within_noise_says_so(tmp_path):
+    rows = [row(loader="files", store="files-jpeg", repeat=i, data_s_mean=v) for i, v in enumerate((0.2, 0.7, 0.3))]
+    rows += [row(loader="files", store="files-jpeg", repeat=i, data_s_mean=v, cache_state="cold")
+             for i, v in enumerate((0.5, 0.2, 0.6))]
+    text = report.reading(report.read_results(write_rows(tmp_path / "r.csv", rows)))
+    assert ("0.4 s warm, 0.433 s with a cold page cache (1.1x), a difference that is not significant "
+            "(Welch p = 0.8") in text
+
+
+def test_the_memory_figure_keeps_warm_and_cold_runs_apart(study):
+    frame = report.read_results(study)
+    long = report.memory_rows(frame)
+    means = long.groupby(["method", "dataset", "memory"])["peak_mib"].mean()
+    assert means[("files (files-jpeg)", "cifar10", "RAM, warm cache")] == 500.0
+    assert means[("files (files-jpeg)", "cifar10", "RAM, cold cache")] == 901.0
+    figure = report.memory_figure(frame)
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert labels == ["RAM, warm cache", "RAM, cold cache"]
+    assert all(ax.get_xlim()[0] == 0 for ax in figure.axes)
+    assert figure.get_supxlabel() == "peak memory (MiB)"
+    plt.close(figure)
+
+
+def test_the_memory_figure_of_warm_runs_alone_has_no_legend(tmp_path):
+    frame = report.read_results(write_rows(tmp_path / "r.csv", [row(repeat=i) for i in range(2)]))
+    figure = report.memory_figure(frame)
+    assert set(report.memory_rows(frame)["memory"]) == {"RAM"}
+    assert not [text for legend in figure.legends for text in legend.get_texts()]
+    plt.close(figure)
+
+
+def test_memory_is_labelled_in_mib_as_the_profiler_counts_it():
+    assert report.METRIC_BY_COLUMN["peak_ram_mb"].label == "peak RAM (MiB)"
+    assert report.METRIC_BY_COLUMN["peak_vram_mb"].label == "peak VRAM (MiB)"
+
+
+def test_rows_of_two_hosts_are_never_pooled(tmp_path):
+    rows = [row(repeat=i, images_per_s=100.0) for i in range(2)]
+    rows += [row(repeat=i, images_per_s=300.0, host="other", run_id="r9") for i in range(2)]
+    frame = report.read_results(write_rows(tmp_path / "r.csv", rows))
+    table = report.metric_table(frame, "images_per_s")
+    assert list(table.index) == ["numpy (npy-uint8) host=box", "numpy (npy-uint8) host=other"]
+    assert table["cifar10"].tolist() == ["100 ± 0", "300 ± 0"]
+
+
+def test_latex_escaping_keeps_backslash_tilde_and_caret_printable():
+    assert report._latex_escape("C:\\data_1") == r"C:\textbackslash{}data\_1"
+    assert report._latex_escape("~/x^2 {a} 50%") == r"\textasciitilde{}/x\textasciicircum{}2 \{a\} 50\%"
+    latex = report.to_latex(pd.DataFrame({"a\\b": ["1 ± 2"]}, index=pd.Index(["x~y"], name="m")), "c_1", "tab:t")
+    assert r"a\textbackslash{}b" in latex and r"x\textasciitilde{}y" in latex and "\\\\b" not in latex
+
+
+def test_sidecar_lines_of_other_runs_are_not_shown(study):
+    report.env_path(study).write_text(json.dumps({"run_id": "elsewhere", "cpu": "Other CPU"}) + "\n")
+    frame = report.read_results(study)
+    assert report.read_environments(study, frame) == []
+    table = report.environment_table([], frame)
+    assert table.loc["Host", "value"] == "box" and "CPU" not in table.index
+
+
+def test_captions_say_when_few_repeats_make_intervals_wide(tmp_path):
+    rows = [row(repeat=i, images_per_s=100.0 + i) for i in range(2)]
+    frame = report.read_results(write_rows(tmp_path / "r.csv", rows))
+    assert "Few repeats: with n = 2 (df = 1) a half-width is 12.7 standard errors" in \
+        report.table_caption(frame, "images_per_s")
+    many = [row(repeat=i, images_per_s=100.0 + i) for i in range(10)]
+    frame = report.read_results(write_rows(tmp_path / "m.csv", many))
+    assert "Few repeats" not in report.table_caption(frame, "images_per_s")
+
+
+def test_wide_intervals_are_cut_at_zero_in_the_bar_figures(tmp_path):
+    rows = [row(repeat=i, images_per_s=v) for i, v in enumerate((10.0, 200.0))]
+    frame = report.read_results(write_rows(tmp_path / "r.csv", rows))
+    for make in (report.throughput_figure, report.epoch_split_figure):
+        figure = make(frame)
+        assert all(ax.get_xlim()[0] == 0 for ax in figure.axes)
+        plt.close(figure)
+
+
+def test_the_report_page_links_only_the_figures_written(tmp_path):
+    rows = [row(repeat=i, peak_ram_mb=math.nan) for i in range(2)]   # no memory figure, no cold runs
+    path = write_rows(tmp_path / "r.csv", rows)
+    report.build_report([path], tmp_path / "out")
+    page = (tmp_path / "out" / "05_report.md").read_text()
+    assert "![05_throughput](05_throughput.png)" in page
+    assert "05_peak_memory" not in page and "05_warm_cold" not in page
+    assert not (tmp_path / "out" / "05_peak_memory.png").exists()
+
+
+def test_a_note_marks_captions_and_the_report_page(study, tmp_path):
+    report.build_report([study], tmp_path / "out", note=" (example rows, invented)")
+    assert "throughput (images/s) (example rows, invented): mean" in \
+        (tmp_path / "out" / "05_table_images_per_s.md").read_text()
+    assert "(example rows, invented)" in (tmp_path / "out" / "05_table_images_per_s.tex").read_text()
+    assert "(example rows, invented)" in (tmp_path / "out" / "05_environment.md").read_text()
+    assert (tmp_path / "out" / "05_report.md").read_text().startswith(
+        "# Results: loading methods versus datasets (example rows, invented)")
 
 
 def test_build_report_writes_every_table_and_figure(study, tmp_path):
@@ -215,6 +360,7 @@ def test_results_notebook_runs_on_a_results_file_made_by_the_test(study, tmp_pat
     assert "110 ± 25" in (out / "05_table_images_per_s.md").read_text()
     assert (out / "05_warm_cold.png").stat().st_size > 0
     assert "fastest is numpy (npy-uint8)" in (out / "05_report.md").read_text()
+    assert "example" not in (out / "05_table_images_per_s.md").read_text()   # measured rows: no mark
 
 
 def _run_study_module():
@@ -234,6 +380,30 @@ def test_every_study_profile_covers_every_dataset_with_a_valid_scale():
     for profile in _run_study_module().PROFILES.values():
         assert set(profile["scales"]) == set(DATASETS)
         assert all(check_scale(scale) for scale in profile["scales"].values())
+
+
+def test_the_quick_profile_has_at_least_three_repeats():
+    assert _run_study_module().PROFILES["quick"]["repeats"] >= 3
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    module = _run_study_module()
+    first = module.new_run_dir(tmp_path / "runs", "20260101-000000")
+    second = module.new_run_dir(tmp_path / "runs", "20260101-000000")
+    assert first.name == "20260101-000000" and second.name == "20260101-000000-2"
+    module.Study("quick", second)
+    assert (second / "notebooks").is_dir()
+
+
+def test_run_study_writes_its_summaries_whole(tmp_path):
+    module = _run_study_module()
+    study = module.Study("quick", module.new_run_dir(tmp_path, "run"))
+    study.skipped = {"cupy": "needs a CUDA GPU"}
+    study.steps = [("a step", "ok", 1.0, "")]
+    text = module.write_summary(study, started=0.0)
+    assert "| cupy | needs a CUDA GPU |" in (study.run_dir / "skipped.md").read_text()
+    assert (study.run_dir / "summary.md").read_text() == text
+    assert sorted(p.name for p in study.run_dir.iterdir()) == ["notebooks", "skipped.md", "summary.md"]
 
 
 def test_run_study_refuses_an_unknown_loader(capsys):

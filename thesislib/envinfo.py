@@ -26,6 +26,7 @@ SOFTWARE = {
     "kvikio": r"kvikio(-cu\d+)?", "nvidia_ml_py": r"nvidia-ml-py",
 }
 
+DEFAULT_CUDA = 13   # the CUDA major a wheel hint names when torch is a CPU-only build
 # The CUDA wheel families: (library, wheel-name pattern with the CUDA major as group 1, name template).
 CUDA_FAMILIES = [
     ("cupy", re.compile(r"cupy-cuda(\d+)x"), "cupy-cuda{}x"),
@@ -61,6 +62,17 @@ def package_version(pattern: str, installed: dict) -> str:
     if not hits:
         return "not installed"
     return ", ".join(installed[name] + ("" if name == pattern else f" ({name})") for name in hits)
+
+
+def wheel_name(library: str, cuda=None) -> str:
+    """The pip name of ``library`` ("cupy", "dali" or "kvikio") built for CUDA major ``cuda`` (a number or
+    a version string); by default torch's, or 13 for a CPU-only torch."""
+    if cuda is None:
+        import torch
+
+        cuda = torch.version.cuda or DEFAULT_CUDA
+    templates = {name.lower(): template for name, _, template in CUDA_FAMILIES}
+    return templates[library.lower()].format(cuda_major(cuda))
 
 
 def cuda_major(version) -> int | None:
@@ -142,23 +154,41 @@ def _text(value) -> str:
 
 
 def gpu_info() -> dict:
-    """GPU names, count, VRAM and driver versions from NVML (torch as a fallback); "none" without."""
+    """GPU names, count, VRAM and driver versions from NVML (torch as a fallback); "none" without.
+
+    A figure NVML cannot give (``NVMLError``, e.g. under MIG) reads "unknown" instead of stopping `env`.
+    """
     info = {"gpu": "none", "gpu_count": 0, "vram_gb": None, "nvidia_driver": "none", "cuda_driver": "none"}
     pynvml = gpu.nvml()
     if pynvml is not None:
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        info.update(nvidia_driver=_text(pynvml.nvmlSystemGetDriverVersion()),
-                    cuda_driver=f"{cuda // 1000}.{cuda % 1000 // 10}", gpu_count=len(handles))
-        if handles:
-            info.update(gpu=", ".join(sorted({_text(pynvml.nvmlDeviceGetName(h)) for h in handles})),
-                        vram_gb=round(pynvml.nvmlDeviceGetMemoryInfo(handles[0]).total / 1e9, 1))
+        info.update(_nvml_info(pynvml))
     elif gpu.gpu_available():
         import torch
 
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
                     vram_gb=round(props.total_memory / 1e9, 1))
+    return info
+
+
+def _nvml_info(pynvml) -> dict:
+    """The NVML part of :func:`gpu_info`; each figure "unknown" if its NVML call fails."""
+    def ask(call, default="unknown"):
+        try:
+            return call()
+        except pynvml.NVMLError:
+            return default
+
+    handles = ask(lambda: [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())],
+                  default=[])
+    cuda = ask(pynvml.nvmlSystemGetCudaDriverVersion_v2, default=None)
+    info = {"nvidia_driver": ask(lambda: _text(pynvml.nvmlSystemGetDriverVersion())),
+            "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda is not None else "unknown",
+            "gpu_count": len(handles)}
+    if handles:
+        names = {ask(lambda h=h: _text(pynvml.nvmlDeviceGetName(h))) for h in handles}
+        info.update(gpu=", ".join(sorted(names)),
+                    vram_gb=ask(lambda: round(pynvml.nvmlDeviceGetMemoryInfo(handles[0]).total / 1e9, 1), None))
     return info
 
 
@@ -180,13 +210,6 @@ def environment(data_dir=DATA_DIR) -> dict:
     return env
 
 
-def loader_availability() -> dict:
-    """{loader name: "available" or why it cannot run here}, from :func:`thesislib.loaders.availability`."""
-    from thesislib.loaders import availability
-
-    return availability()
-
-
 def format_table(env: dict) -> str:
     """The section 2.6 table as a Markdown (GitHub) table, rows in :data:`LABELS` order."""
     from tabulate import tabulate
@@ -204,8 +227,10 @@ def format_loaders(availability: dict) -> str:
 
 def format_environment(data_dir=DATA_DIR) -> str:
     """What ``python -m thesislib env`` prints: the table, one line per loader, then any warnings."""
+    from thesislib.loaders import availability
+
     parts = ["Hardware and software (thesis, section 2.6)", "", format_table(environment(data_dir)), "",
-             "Loaders:", format_loaders(loader_availability())]
+             "Loaders:", format_loaders(availability())]
     warnings = cuda_wheel_mismatches()
     if warnings:
         parts += ["", "Warnings:", *(f"  - {warning}" for warning in warnings)]

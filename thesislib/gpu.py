@@ -15,6 +15,9 @@ Peak VRAM is the larger of two views of the same memory:
 
 NVML lists processes by their host PID; inside a container with its own PID namespace it may not find
 this process, and the figure falls back to the allocators' view.
+
+An NVML call that fails (``pynvml.NVMLError``: e.g. ``NotSupported`` for the utilisation of a MIG
+instance or of its parent GPU) never stops a run: the figure it would have given is NaN.
 """
 
 import importlib.util
@@ -76,7 +79,12 @@ def nvml():
 
 
 def nvml_handle(device=None):
-    """NVML's handle of torch's CUDA device ``device``, matched by UUID (CUDA and NVML order differ)."""
+    """NVML's handle of torch's CUDA device ``device``, matched by UUID, else by PCI bus id; None if neither
+    matches. Never by index: CUDA's and NVML's device orders differ (``CUDA_VISIBLE_DEVICES``, PCI order).
+
+    A MIG instance is matched by its ``MIG-`` UUID where the driver knows it; the PCI bus id gives the
+    parent GPU, whose per-process memory still holds this process's share.
+    """
     pynvml = nvml()
     if pynvml is None or not gpu_available():
         return None
@@ -84,12 +92,12 @@ def nvml_handle(device=None):
 
     props = torch.cuda.get_device_properties(torch_device_index(device))
     for ask in (lambda: pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{props.uuid}"),
+                lambda: pynvml.nvmlDeviceGetHandleByUUID(f"MIG-{props.uuid}"),
                 lambda: pynvml.nvmlDeviceGetHandleByPciBusId(
-                    f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"),
-                lambda: pynvml.nvmlDeviceGetHandleByIndex(torch_device_index(device))):
+                    f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0")):
         try:
             return ask()
-        except Exception:
+        except pynvml.NVMLError:
             continue
     return None
 
@@ -152,10 +160,19 @@ class GpuUtilSampler:
         self._thread = None
 
     def sample(self) -> float:
-        """Read the utilisation now, keep it and return it (NaN without NVML)."""
+        """Read the utilisation now, keep it and return it (NaN without NVML).
+
+        If NVML cannot report it (``NVMLError``, e.g. ``NotSupported`` under MIG), sampling stops for good:
+        the handle is dropped and this and every later call return NaN.
+        """
         if self.handle is None:
             return math.nan
-        value = float(nvml().nvmlDeviceGetUtilizationRates(self.handle).gpu)
+        pynvml = nvml()
+        try:
+            value = float(pynvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+        except pynvml.NVMLError:
+            self.handle = None
+            return math.nan
         self.samples.append(value)
         _PEAK["nvml_bytes"] = max(_PEAK["nvml_bytes"], process_vram_bytes(self.handle))
         return value
@@ -181,5 +198,5 @@ class GpuUtilSampler:
         return self.mean()
 
     def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
+        while self.handle is not None and not self._stop.wait(interval_s):
             self.sample()

@@ -42,8 +42,9 @@ TEXT_COLUMNS = ("run_id", "started_at", "git_commit", "host", "loader", "store",
                 "device", "model", "cache_state", "thesislib_version")
 LOADER_ORDER = ("files", "numpy", "cupy", "hdf5", "zarr", "dali", "memory", "torchvision")
 CACHE_ORDER = ("warm", "cold")
-# Settings that, when they differ within one table cell, are added to the row label to keep cells apart.
-CONDITION_COLUMNS = ("model", "device", "precision", "epochs", "batch_size", "num_workers", "scale")
+# Settings that, when they differ within one table cell, are added to the row label to keep cells apart
+# (rows of two machines, or two models, are never pooled into one mean).
+CONDITION_COLUMNS = ("host", "model", "device", "precision", "epochs", "batch_size", "num_workers", "scale")
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ METRICS = (
     Metric("data_s_mean", "data wait per epoch", "s", "lower"),
     Metric("stall_pct", "stall", "% of epoch", "lower"),
     Metric("total_train_s", "training time", "s", "lower"),
-    Metric("peak_ram_mb", "peak RAM", "MB", "lower"),
-    Metric("peak_vram_mb", "peak VRAM", "MB", "lower"),
+    Metric("peak_ram_mb", "peak RAM", "MiB", "lower"),     # the column names say mb; the profiler counts 2**20
+    Metric("peak_vram_mb", "peak VRAM", "MiB", "lower"),
     Metric("gpu_util_pct", "GPU utilisation", "%"),
     Metric("cpu_util_pct", "CPU utilisation", "% of all cores"),
     Metric("train_loss", "training loss", ""),
@@ -244,14 +245,30 @@ def metric_table(frame: pd.DataFrame, column: str, confidence: float = 0.95, pm:
     return table
 
 
-def table_caption(frame: pd.DataFrame, column: str, confidence: float = 0.95) -> str:
-    label = METRIC_BY_COLUMN[column].label
+def table_caption(frame: pd.DataFrame, column: str, confidence: float = 0.95, note: str = "") -> str:
+    """The caption of a metric's table; ``note`` follows the metric's name (e.g. " (example rows)")."""
+    label = METRIC_BY_COLUMN[column].label + note
     counts = summarize(frame, column, confidence)["n"]
     if counts.max() == 0:
         return f"{label}: not measured in these runs (n/a), e.g. GPU figures of CPU-only runs."
     repeats = f"{counts.max()}" if counts.min() == counts.max() else f"{counts.min()}–{counts.max()}"
     return (f"{label}: mean ± half-width of the {confidence:.0%} Student-t confidence interval over "
-            f"{repeats} repeats (n/a: one repeat or not measured; –: not run).")
+            f"{repeats} repeats (n/a: one repeat or not measured; –: not run).{few_repeats(counts, confidence)}")
+
+
+SMALL_DF = 4   # up to this many degrees of freedom an interval is flagged as wide (t(0.975, 4) = 2.78)
+
+
+def few_repeats(counts, confidence: float = 0.95) -> str:
+    """A sentence warning that intervals are wide when the fewest repeats behind one give df <= SMALL_DF."""
+    counts = pd.Series(counts)
+    counts = counts[counts >= 2]
+    if counts.empty or counts.min() - 1 > SMALL_DF:
+        return ""
+    n = int(counts.min())
+    t = stats.t.ppf((1 + confidence) / 2, n - 1)
+    return (f" Few repeats: with n = {n} (df = {n - 1}) a half-width is {t:.1f} standard errors, so the "
+            "intervals are wide.")
 
 
 def metrics_present(frame: pd.DataFrame) -> list:
@@ -279,10 +296,13 @@ def write_text(path: Path, text: str) -> Path:
     return _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+# One pass (str.translate), so that the braces of \textbackslash{} are not escaped again.
+_LATEX_SPECIAL = str.maketrans({"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                                **{char: "\\" + char for char in "&%$#_{}"}})
+
+
 def _latex_escape(text: str) -> str:
-    for char in "\\&%$#_{}":
-        text = text.replace(char, "\\" + char)
-    return text
+    return str(text).translate(_LATEX_SPECIAL)
 
 
 def to_latex(table: pd.DataFrame, caption: str, label: str, align: str = "r") -> str:
@@ -326,13 +346,14 @@ def env_path(results_path) -> Path:
 
 
 def read_environments(results, frame: pd.DataFrame) -> list:
-    """The recorded environments of the runs in ``frame`` (distinct, without run ids); [] if none."""
+    """The recorded environments of the runs in ``frame`` (distinct, without run ids); [] if none of
+    the sidecar's lines belongs to a run in ``frame``."""
     found = []
     for path in parse_paths(results):
         if env_path(path).is_file():
             found += _read_env_lines(env_path(path))
     run_ids = set(frame["run_id"].dropna())
-    ours = [env for env in found if env.get("run_id") in run_ids] or found
+    ours = [env for env in found if env.get("run_id") in run_ids]   # none: the table falls back to the rows
     distinct = []
     for env in ours:
         env = {key: value for key, value in _flatten(env).items() if key not in VOLATILE_ENV_KEYS}
@@ -397,21 +418,27 @@ def _plt():
     return plt, sns
 
 
-def _bar_grid(data, column, confidence, title, hue=None, xlabel=None):
-    """Horizontal bars of ``column`` per method, one panel per dataset, t-interval error bars."""
+def _bar_grid(data, column, confidence, title, hue=None, xlabel=None, hue_order=None):
+    """Horizontal bars of ``column`` per method, one panel per dataset, t-interval error bars.
+
+    The value axis starts at 0: a whisker that a wide interval (few repeats) would carry below zero is cut.
+    """
     plt, sns = _plt()
     data = data.dropna(subset=[column])
     if data.empty:
         return None
     methods = method_order(data)
+    if hue == "cache_state":
+        hue_order = cache_states(data)
     grid = sns.catplot(data=data, kind="bar", x=column, y="method", col="dataset", hue=hue,
                        order=methods, col_order=dataset_order(data),
-                       hue_order=cache_states(data) if hue == "cache_state" else None,
+                       hue_order=[h for h in hue_order if h in set(data[hue])] if hue and hue_order else None,
                        errorbar=lambda v: t_interval(v, confidence), sharex=False,
                        height=0.32 * max(len(methods), 4) + 1.2, aspect=1.1)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("", "")
     for ax in grid.axes.flat:
+        ax.set_xlim(left=0)
         _compact_ticks(ax)
     if grid.legend is not None:
         grid.legend.set_title("page cache" if hue == "cache_state" else hue)
@@ -441,17 +468,32 @@ def throughput_figure(frame: pd.DataFrame, confidence: float = 0.95, note: str =
                      f"Throughput, mean and {confidence:.0%} CI{note}", hue)
 
 
+MEMORY_KINDS = {"peak_ram_mb": "RAM", "peak_vram_mb": "VRAM"}
+
+
+def memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Peak memory in long form (``peak_mib``), labelled ``memory``: the kind (RAM, VRAM where measured)
+    and, when the results hold cold runs, the page-cache state, so that warm and cold are never pooled."""
+    columns = [c for c in MEMORY_KINDS if frame[c].notna().any()]
+    long = frame.melt(id_vars=["method", "dataset", "loader", "cache_state"], value_vars=columns,
+                      var_name="memory", value_name="peak_mib")
+    long["memory"] = long["memory"].map(MEMORY_KINDS)
+    if len(cache_states(frame)) > 1:
+        long["memory"] += ", " + long["cache_state"] + " cache"
+    return long
+
+
 def memory_figure(frame: pd.DataFrame, confidence: float = 0.95, note: str = ""):
-    """Peak RAM, and peak VRAM beside it where a GPU was used, per method and dataset."""
-    columns = [c for c in ("peak_ram_mb", "peak_vram_mb") if frame[c].notna().any()]
-    if not columns:
+    """Peak RAM, and peak VRAM beside it where a GPU was used, per method and dataset (warm and cold apart)."""
+    long = memory_rows(frame)
+    if long["peak_mib"].notna().sum() == 0:
         return None
-    long = frame.melt(id_vars=["method", "dataset", "loader"], value_vars=columns,
-                      var_name="memory", value_name="peak_mb")
-    long["memory"] = long["memory"].map({"peak_ram_mb": "RAM", "peak_vram_mb": "VRAM"})
-    what = " and ".join(long["memory"].unique())
-    return _bar_grid(long, "peak_mb", confidence, f"Peak {what}, mean and {confidence:.0%} CI{note}",
-                     hue="memory" if len(columns) > 1 else None, xlabel="peak memory (MB)")
+    states = cache_states(frame)
+    kinds = [kind for column, kind in MEMORY_KINDS.items() if frame[column].notna().any()]
+    order = [f"{kind}, {state} cache" for kind in kinds for state in states] if len(states) > 1 else kinds
+    what = " and ".join(kinds) + (f", {' and '.join(states)} page cache apart" if len(states) > 1 else "")
+    return _bar_grid(long, "peak_mib", confidence, f"Peak {what}, mean and {confidence:.0%} CI{note}",
+                     hue="memory" if len(order) > 1 else None, hue_order=order, xlabel="peak memory (MiB)")
 
 
 def epoch_split_figure(frame: pd.DataFrame, confidence: float = 0.95, note: str = ""):
@@ -484,6 +526,7 @@ def _stacked_epoch(ax, rows, methods, confidence, colors):
     ax.barh(positions, compute, left=data["mean"], color=colors[1], label="compute")
     ax.errorbar(epoch["mean"], positions, xerr=epoch["half"], fmt="none", ecolor="black", capsize=2)
     ax.set_yticks(positions, methods)
+    ax.set_xlim(left=0)
     ax.invert_yaxis()
 
 
@@ -498,57 +541,114 @@ def warm_cold_figure(frame: pd.DataFrame, confidence: float = 0.95, note: str = 
 
 # ---------------------------------------------------------------------------------------------- reading
 def reading(frame: pd.DataFrame, confidence: float = 0.95) -> str:
-    """A short written reading: which method wins where, by how much, and whether the lead is real."""
+    """A short written reading: which method wins where, by how much, and whether each lead is real.
+
+    Every claim of a winner is tested with Welch's t-test at ``1 - confidence``; a lead that is not
+    significant is written as such, never as a winner.
+    """
     lines = []
     for state in cache_states(frame):
         for dataset in dataset_order(frame):
             rows = frame[(frame["dataset"] == dataset) & (frame["cache_state"] == state)]
             if rows["images_per_s"].notna().any():
                 lines.append(_reading_dataset(rows, f"{dataset} ({state} cache)", confidence))
-    lines += _reading_cold(frame) + _reading_missing(frame)
+    lines += _reading_cold(frame, confidence) + _reading_missing(frame)
     return "\n".join(f"- {line}" for line in lines)
 
 
-def _reading_dataset(rows: pd.DataFrame, where: str, confidence: float) -> str:
-    speed = summarize(rows, "images_per_s", confidence).dropna(subset=["mean"])
-    speed = speed.sort_values("mean", ascending=False)
-    best, worst = speed.iloc[0], speed.iloc[-1]
-    text = f"{where}: fastest is {best['method']} at {best['mean']:,.0f} images/s"
-    if len(speed) > 1:
-        text += (f", {best['mean'] / worst['mean']:.1f}x the slowest ({worst['method']}, "
-                 f"{worst['mean']:,.0f} images/s); {_lead(rows, speed, confidence)}")
-    stall = summarize(rows, "stall_pct", confidence).dropna(subset=["mean"])
-    if not stall.empty:
-        low = stall.loc[stall["mean"].idxmin()]
-        text += f"; least stall: {low['method']} ({low['mean']:.1f}% of the epoch waiting for data)"
-    ram = summarize(rows, "peak_ram_mb", confidence).dropna(subset=["mean"])
-    if not ram.empty:
-        low = ram.loc[ram["mean"].idxmin()]
-        text += f"; least peak RAM: {low['method']} ({low['mean']:,.0f} MB)"
-    return text + "."
-
-
-def _lead(rows, speed, confidence) -> str:
-    """Whether the fastest beats the runner-up by more than chance (Welch's t-test)."""
-    first, second = (rows.loc[rows["method"] == m, "images_per_s"].dropna() for m in speed["method"][:2])
-    runner = speed.iloc[1]["method"]
+def welch_p(first, second) -> float | None:
+    """Welch's t-test p-value of two samples; None with fewer than two values in one, NaN if neither varies."""
+    first, second = (pd.Series(v, dtype=float).dropna() for v in (first, second))
     if len(first) < 2 or len(second) < 2:
-        return f"one repeat, so its lead over {runner} is untested"
-    p_value = stats.ttest_ind(first, second, equal_var=False).pvalue
+        return None
+    if first.std() == 0 and second.std() == 0:
+        return math.nan
+    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def significant(p_value, confidence: float) -> bool:
+    return p_value is not None and bool(np.isfinite(p_value)) and p_value < 1 - confidence
+
+
+def verdict(p_value, confidence: float) -> str:
+    """``significant (Welch p = …)``, ``not significant (…)``, or why the difference is untested."""
+    if p_value is None:
+        return "untested (fewer than two repeats)"
     if not np.isfinite(p_value):
-        return f"its lead over {runner} cannot be tested (the repeats do not vary)"
-    verdict = "significant" if p_value < 1 - confidence else "not significant"
-    return f"its lead over {runner} is {verdict} (Welch p = {p_value:.2g})"
+        return "untestable (the repeats do not vary)"
+    return f"{'significant' if p_value < 1 - confidence else 'not significant'} (Welch p = {p_value:.2g})"
 
 
-def _reading_cold(frame: pd.DataFrame) -> list:
-    if len(cache_states(frame)) < 2:
+def _values(rows: pd.DataFrame, column: str, method: str) -> pd.Series:
+    return rows.loc[rows["method"] == method, column].dropna()
+
+
+def _ranked(rows: pd.DataFrame, column: str, confidence: float, best_first_high: bool) -> pd.DataFrame:
+    summary = summarize(rows, column, confidence).dropna(subset=["mean"])
+    return summary.sort_values("mean", ascending=not best_first_high, kind="stable").reset_index(drop=True)
+
+
+def _reading_dataset(rows: pd.DataFrame, where: str, confidence: float) -> str:
+    speed = _ranked(rows, "images_per_s", confidence, best_first_high=True)
+    if len(speed) == 1:
+        return f"{where}: only {speed['method'][0]} was run ({speed['mean'][0]:,.0f} images/s)."
+    parts = [_reading_speed(rows, speed, confidence),
+             _reading_least(rows, "stall_pct", confidence, lambda v: f"{v:.1f}% of the epoch"),
+             _reading_least(rows, "peak_ram_mb", confidence, lambda v: f"{v:,.0f} MiB")]
+    return f"{where}: " + "; ".join(part for part in parts if part) + "."
+
+
+def _reading_speed(rows, speed, confidence) -> str:
+    """The fastest method, its lead over the runner-up and its gap to the slowest, each with its test."""
+    best = speed.iloc[0]
+    best_values = _values(rows, "images_per_s", best["method"])
+
+    def against(other) -> str:
+        p_value = welch_p(best_values, _values(rows, "images_per_s", other["method"]))
+        return (f"{other['method']} ({other['mean']:,.0f} images/s, {best['mean'] / other['mean']:.1f}x): "
+                f"{verdict(p_value, confidence)}")
+
+    lead_p = welch_p(best_values, _values(rows, "images_per_s", speed.iloc[1]["method"]))
+    head = "fastest is" if significant(lead_p, confidence) else "highest mean throughput:"
+    text = f"{head} {best['method']} at {best['mean']:,.0f} images/s; lead over {against(speed.iloc[1])}"
+    if len(speed) > 2:
+        text += f"; over the slowest, {against(speed.iloc[-1])}"
+    return text
+
+
+def _reading_least(rows, column, confidence, show) -> str:
+    """The method with the least ``column``, if its lead over the next one is significant."""
+    ranked = _ranked(rows, column, confidence, best_first_high=False)
+    if len(ranked) < 2:
+        return ""
+    low, near = ranked.iloc[0], ranked.iloc[1]
+    p_value = welch_p(_values(rows, column, low["method"]), _values(rows, column, near["method"]))
+    what = METRIC_BY_COLUMN[column].title
+    if significant(p_value, confidence):
+        return (f"least {what}: {low['method']} ({show(low['mean'])}; next {near['method']}, "
+                f"{show(near['mean'])}: {verdict(p_value, confidence)})")
+    if p_value is not None and np.isfinite(p_value):
+        return (f"{what}: differences within noise (lowest {low['method']}, {show(low['mean'])}; next "
+                f"{near['method']}, {show(near['mean'])}: {verdict(p_value, confidence)})")
+    return (f"lowest mean {what}: {low['method']} ({show(low['mean'])}; next {near['method']}, "
+            f"{show(near['mean'])}: {verdict(p_value, confidence)})")
+
+
+def _reading_cold(frame: pd.DataFrame, confidence: float = 0.95) -> list:
+    """Data wait per epoch, warm against cold page cache, per method and dataset run both ways, tested."""
+    if not {"warm", "cold"} <= set(frame["cache_state"]):
         return []
-    means = frame.pivot_table(index=["method", "dataset"], columns="cache_state", values="data_s_mean")
-    means = means.dropna(subset=["warm", "cold"]) if {"warm", "cold"} <= set(means.columns) else means[:0]
-    return [f"{method} on {dataset}: data wait per epoch {row['warm']:.3g} s warm, {row['cold']:.3g} s "
-            f"with a cold page cache ({row['cold'] / row['warm']:.1f}x)"
-            for (method, dataset), row in means.iterrows() if row["warm"] > 0]
+    lines = []
+    for dataset in dataset_order(frame):
+        for method in method_order(frame):
+            rows = frame[(frame["method"] == method) & (frame["dataset"] == dataset)]
+            warm, cold = (rows.loc[rows["cache_state"] == s, "data_s_mean"].dropna() for s in ("warm", "cold"))
+            if warm.empty or cold.empty or warm.mean() <= 0:
+                continue
+            lines.append(f"{method} on {dataset}: data wait per epoch {warm.mean():.3g} s warm, "
+                         f"{cold.mean():.3g} s with a cold page cache ({cold.mean() / warm.mean():.1f}x), "
+                         f"a difference that is {verdict(welch_p(warm, cold), confidence)}")
+    return lines
 
 
 def _reading_missing(frame: pd.DataFrame) -> list:
@@ -565,29 +665,49 @@ def build_report(results_paths, out_dir, confidence: float = 0.95, allow_mixed: 
     """Read the results; write every table (.md, .tex), figure (.png, .pdf) and ``05_report.md``.
 
     ``allow_mixed`` reports rows of different thesislib versions / git commits together instead of
-    refusing; ``note`` is appended to every figure title (e.g. " (example rows)"). Returns the paths.
+    refusing; ``note`` (e.g. " (example rows, invented)") is added to every figure title, table caption
+    and the report page's title. Returns the paths written.
     """
     check_confidence(confidence)
     frame = read_results(results_paths, allow_mixed)
     env = environment_table(read_environments(results_paths, frame), frame)
-    written = write_tables(frame, env, out_dir, confidence)
-    for name, make_figure in FIGURES.items():
-        written += write_figure(make_figure(frame, confidence, note), out_dir, name)
-    return written + [write_report_page(frame, env, out_dir, confidence)]
+    written = write_tables(frame, env, out_dir, confidence, note)
+    figures = write_figures(frame, out_dir, confidence, note)
+    return written + figures + [write_report_page(frame, env, out_dir, confidence, figure_names(figures), note)]
 
 
 FIGURES = {"05_throughput": throughput_figure, "05_epoch_split": epoch_split_figure,
            "05_peak_memory": memory_figure, "05_warm_cold": warm_cold_figure}
-ENV_CAPTION = "Hardware and software of the runs (section 2.6)."
+ENV_CAPTION = "Hardware and software of the runs (section 2.6)"
 
 
-def write_tables(frame: pd.DataFrame, env: pd.DataFrame, out_dir, confidence: float = 0.95) -> list:
+def write_tables(frame: pd.DataFrame, env: pd.DataFrame, out_dir, confidence: float = 0.95,
+                 note: str = "") -> list:
     """Every metric's table (``05_table_<column>``) and the environment table, as .md and .tex."""
     written = []
     for metric in metrics_present(frame):
         written += write_table(metric_table(frame, metric.column, confidence), out_dir,
-                               f"05_table_{metric.column}", table_caption(frame, metric.column, confidence))
-    return written + write_table(env, out_dir, "05_environment", ENV_CAPTION, align="l")
+                               f"05_table_{metric.column}", table_caption(frame, metric.column, confidence, note))
+    return written + write_table(env, out_dir, "05_environment", f"{ENV_CAPTION}{note}.", align="l")
+
+
+def write_figures(frame: pd.DataFrame, out_dir, confidence: float = 0.95, note: str = "", show=None) -> list:
+    """Draw every figure of :data:`FIGURES`, pass it to ``show`` (a notebook's ``display``), save it as
+    PNG and PDF and close it. A figure with nothing to draw (e.g. warm vs cold without cold runs) is
+    skipped. Returns the paths written."""
+    written = []
+    for name, make_figure in FIGURES.items():
+        figure = make_figure(frame, confidence, note)
+        if figure is not None and show is not None:
+            show(figure)
+        written += write_figure(figure, out_dir, name)
+    return written
+
+
+def figure_names(written) -> list:
+    """The names (of :data:`FIGURES`) whose PNG is among the ``written`` paths, in that order."""
+    pngs = {Path(path).stem for path in written if Path(path).suffix == ".png"}
+    return [name for name in FIGURES if name in pngs]
 
 
 def write_figure(figure, out_dir, name: str) -> list:
@@ -598,17 +718,20 @@ def write_figure(figure, out_dir, name: str) -> list:
     return written
 
 
-def write_report_page(frame: pd.DataFrame, env: pd.DataFrame, out_dir, confidence: float = 0.95) -> Path:
-    """``05_report.md``: the environment, the reading, every table and the figures on one page."""
-    tables = "\n\n".join(f"### {m.label}\n\n{table_caption(frame, m.column, confidence)}\n\n"
+def write_report_page(frame: pd.DataFrame, env: pd.DataFrame, out_dir, confidence: float = 0.95,
+                      figures=(), note: str = "") -> Path:
+    """``05_report.md``: the environment, the reading, every table and the ``figures`` (names of
+    :data:`FIGURES` that were written: see :func:`figure_names`) on one page."""
+    tables = "\n\n".join(f"### {m.label}\n\n{table_caption(frame, m.column, confidence, note)}\n\n"
                           f"{metric_table(frame, m.column, confidence).to_markdown()}"
                           for m in metrics_present(frame))
-    names = [name for name in FIGURES if name != "05_warm_cold" or len(cache_states(frame)) > 1]
-    figures = "\n".join(f"![{name}]({name}.png)" for name in names)
-    text = (f"# Results: loading methods versus datasets\n\n{len(frame)} rows from "
+    counts = frame.groupby(["method", "dataset", "cache_state"])["images_per_s"].count()
+    images = "\n".join(f"![{name}]({name}.png)" for name in figures) or "No figure had anything to draw."
+    text = (f"# Results: loading methods versus datasets{note}\n\n{len(frame)} rows{note} from "
             f"{frame['run_id'].nunique()} run(s).\n\n## Environment (section 2.6)\n\n{env.to_markdown()}"
             f"\n\n## Reading\n\n{reading(frame, confidence)}\n\n## Tables\n\n{tables}"
-            f"\n\n## Figures\n\n{figures}\n")
+            f"\n\n## Figures\n\nBars: means; whiskers: the {confidence:.0%} Student-t interval, cut at 0."
+            f"{few_repeats(counts, confidence)}\n\n{images}\n")
     return write_text(project_path(out_dir) / "05_report.md", text)
 
 

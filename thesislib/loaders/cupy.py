@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from thesislib import gpu
+from thesislib.envinfo import wheel_name
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.base import Loader
 from thesislib.loaders.numpy import open_npy
@@ -40,12 +41,6 @@ from thesislib.stores import npy
 SOURCES = ("auto", "vram", "kvikio", "pinned")
 VRAM_SHARE = 0.5       # "auto" keeps the split in VRAM if it takes at most this share of the free memory
 SLICE_BYTES = 64 << 20  # the memory-map fallback of "vram" copies this many bytes at a time
-
-
-def wheel_hint(package: str) -> str:
-    """The pip name of ``package`` ("cupy" or "kvikio") built for this torch's CUDA major version."""
-    major = (torch.version.cuda or "13").split(".")[0]
-    return {"cupy": f"cupy-cuda{major}x", "kvikio": f"kvikio-cu{major}"}[package]
 
 
 def runs(indices: np.ndarray) -> list:
@@ -104,7 +99,7 @@ class CupyLoader(Loader):
         self.source = choose("cupy source", source, SOURCES)
         if self.source == "kvikio" and importlib.util.find_spec("kvikio") is None:
             raise ThesisError("the cupy loader's kvikio source needs kvikio: "
-                              f"pip install {wheel_hint('kvikio')}")
+                              f"pip install {wheel_name('kvikio')}")
         self.index = gpu.torch_device_index(self.device)
         self.device = torch.device("cuda", self.index)
         self.mode = None  # the source chosen at the first iteration
@@ -116,11 +111,11 @@ class CupyLoader(Loader):
             return ("needs a CUDA GPU: none found (torch.cuda.is_available() is False); "
                     "use --loader numpy on this machine")
         if importlib.util.find_spec("cupy") is None:
-            return f"needs CuPy: pip install -e '.[gpu]' (or pip install {wheel_hint('cupy')})"
+            return f"needs CuPy: pip install -e '.[gpu]' (or pip install {wheel_name('cupy')})"
         import cupy
 
         if not cupy.is_available():
-            return (f"has CuPy but CuPy cannot use the GPU: check that {wheel_hint('cupy')} is installed "
+            return (f"has CuPy but CuPy cannot use the GPU: check that {wheel_name('cupy')} is installed "
                     "and matches the driver (`python -m thesislib env` lists mismatches)")
         return None
 

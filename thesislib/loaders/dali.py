@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 import torch
 
+from thesislib.envinfo import wheel_name
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.base import Loader
 from thesislib.loaders.numpy import open_npy
@@ -166,8 +167,7 @@ class DaliLoader(Loader):
     @classmethod
     def unavailable_reason(cls):
         if importlib.util.find_spec("nvidia") is None or importlib.util.find_spec("nvidia.dali") is None:
-            major = (torch.version.cuda or "13").split(".")[0]
-            return f"needs NVIDIA DALI: pip install nvidia-dali-cuda{major}0"
+            return f"needs NVIDIA DALI: pip install {wheel_name('dali')}"
         return None
 
     def __iter__(self):
