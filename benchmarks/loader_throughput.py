@@ -7,10 +7,12 @@ Goals (the loaders issue): ``numpy`` reaches at least 40% of the memcpy bandwidt
 and at least 5x the images/s of ``torchvision``. Also printed: what the profiler's sampling costs during one
 ``small``-model epoch (goal: under 2% of the epoch). The stores are prepared (synthetic) under
 ``data/bench`` if missing. Each loader runs ``--repeats`` repeats of ``--epochs`` epochs through
-``thesislib.bench.run_protocol``; the best repeat is compared (other processes on a shared machine only
-ever slow a repeat down), and the median is printed beside it. memcpy is the best of several copies of a
-256 MiB buffer (bytes copied per second), with one thread and with as many threads as the loader's gather
-may use, measured before and after the loaders; the goal is set against the faster of the two.
+``thesislib.bench.run_protocol`` (``torchvision``: ``--baseline-epochs`` epochs, 2 repeats). The memcpy
+goal takes ``numpy``'s best repeat (other processes on a shared machine only ever slow a repeat down); the
+5x goal compares the medians of both loaders, as their repeat counts differ (the ratio of the best repeats
+is printed beside it). memcpy is the best of several copies of a 256 MiB buffer (bytes copied per second),
+with one thread and with as many threads as the loader's gather may use, measured before and after the
+loaders; the goal is set against the faster of the two.
 """
 
 import argparse
@@ -71,7 +73,8 @@ def profiler_cost(args):
     store = open_store(args.data_dir, args.dataset, "npy-uint8")
     model = build_model("small", len(store.classes), store.shape("train")[1])
     with make_loader("numpy", store, "val", batch_size=128) as loader, Profiler() as profiler:
-        epoch = train_epoch(model, build_optimizer("sgd", model, 0.05), loader, "cpu")
+        epoch = train_epoch(model, build_optimizer("sgd", model, 0.05), loader, "cpu",
+                            first_batches=profiler.sample_soon)
         resources = profiler.stop()
     return resources, epoch.epoch_s
 
@@ -100,20 +103,22 @@ def main() -> int:
     background = resources.background_s / epoch_s
 
     best, base = max(numpy_rates), max(baseline)
-    share, speedup = best * image_bytes / memcpy, best / base
+    median, base_median = statistics.median(numpy_rates), statistics.median(baseline)
+    share, speedup = best * image_bytes / memcpy, median / base_median
     print(f"dataset {args.dataset}, scale {args.scale}, batch size {args.batch_size}, "
           f"{args.num_workers} workers, model none, {image_bytes} bytes per image")
     for threads, rate in memcpy_by_threads.items():
         print(f"memcpy, {threads} thread(s):        {rate / 1e9:8.2f} GB/s")
     print(f"numpy (npy-uint8):         {best:12,.0f} images/s = {best * image_bytes / 1e9:.2f} GB/s (best of "
-          f"{len(numpy_rates)}; median {statistics.median(numpy_rates):,.0f})")
+          f"{len(numpy_rates)}; median {median:,.0f})")
     print(f"torchvision (files-jpeg):  {base:12,.0f} images/s (best of {len(baseline)}; median "
-          f"{statistics.median(baseline):,.0f})")
+          f"{base_median:,.0f})")
     print(f"profiler during a {epoch_s:.1f} s small-model epoch: {1000 * resources.background_s:.1f} ms = "
           f"{100 * background:.2f} %  goal < 2 %  {'PASS' if background < 0.02 else 'FAIL'} (plus "
           f"{1000 * (resources.cost_s - resources.background_s):.1f} ms at start and stop, outside the epoch)")
     print(f"numpy / memcpy:            {100 * share:8.1f} %   goal >= 40 %  {'PASS' if share >= 0.4 else 'FAIL'}")
-    print(f"numpy / torchvision:       {speedup:8.1f} x   goal >= 5 x   {'PASS' if speedup >= 5 else 'FAIL'}")
+    print(f"numpy / torchvision:       {speedup:8.1f} x   goal >= 5 x   {'PASS' if speedup >= 5 else 'FAIL'} "
+          f"(medians; best / best: {best / base:.1f} x)")
     return 0 if share >= 0.4 and speedup >= 5 and background < 0.02 else 1
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from thesislib import bench
+from thesislib import bench, pagecache
 from thesislib.bench import COLUMNS, BenchConfig, run_protocol
 from thesislib.cli import main
 from thesislib.errors import ThesisError
@@ -28,6 +28,18 @@ def assert_one_line_error(capsys, status, *fragments):
     assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
+    "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
+    "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
+    "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
+    "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc"]
+
+
+def test_results_columns_are_the_contracts_in_its_order_and_then_the_extra_ones():
+    assert list(COLUMNS[:27]) == CONTRACT_COLUMNS
+    assert list(COLUMNS[27:]) == ["cache_state", "cached_pct", "thesislib_version"]
 
 
 def test_two_repeats_write_two_complete_rows_and_one_environment_line(prepared_cifar10, tmp_path):
@@ -92,6 +104,48 @@ def test_warm_runs_report_the_store_as_cached_when_it_was_read_before(prepared_c
     assert row["cache_state"] == "warm" and row["cached_pct"] > 95
 
 
+def test_cold_runs_evict_and_measure_the_cache_outside_the_profiled_run(prepared_cifar10, monkeypatch):
+    events = []
+
+    class SpyProfiler(bench.Profiler):
+        def start(self):
+            events.append("profiler starts")
+            return super().start()
+
+        def stop(self):
+            events.append(f"profiler stops, paused {self.paused_wall_s > 0}")
+            return super().stop()
+
+    real_evict, real_fraction = pagecache.evict, pagecache.resident_fraction
+    monkeypatch.setattr(bench, "Profiler", SpyProfiler)
+    monkeypatch.setattr(pagecache, "evict", lambda files: events.append("evict") or real_evict(files))
+    monkeypatch.setattr(pagecache, "resident_fraction",
+                        lambda files: events.append("measure") or real_fraction(files))
+    run_protocol(config(prepared_cifar10, repeats=1, epochs=2, model="none", cold=True))
+    assert events == ["evict", "measure", "profiler starts", "evict", "profiler stops, paused True"]
+
+
+def test_a_loader_that_fails_to_build_closes_the_loader_built_before_it(prepared_cifar10, monkeypatch):
+    from thesislib.loaders import memory
+
+    built, real_check, real_make = [], memory.check_fits, bench.make_loader
+
+    def fits_only_train(store, split, device):
+        if split == "val":
+            raise ThesisError("val does not fit")
+        return real_check(store, split, device)
+
+    def make_and_keep(*args, **kwargs):
+        built.append(real_make(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(memory, "check_fits", fits_only_train)
+    monkeypatch.setattr(bench, "make_loader", make_and_keep)
+    with pytest.raises(ThesisError, match="val does not fit"):
+        run_protocol(config(prepared_cifar10, loader="memory", repeats=1))
+    assert len(built) == 1 and built[0].images is None  # the train split was freed
+
+
 def test_sleep_model_makes_the_data_time_a_small_share(prepared_cifar10):
     row = run_protocol(config(prepared_cifar10, repeats=1, model="sleep:20"))[0]
     assert row["epoch_s_mean"] >= 4 * 0.020 and row["stall_pct"] < 50 and math.isnan(row["val_acc"])
@@ -147,6 +201,25 @@ def test_gpu_loader_without_a_gpu_exits_2_saying_a_cuda_gpu_is_needed(prepared_c
 def test_cuda_device_without_a_gpu_is_refused():
     with pytest.raises(ThesisError, match="--device cuda needs a CUDA GPU"):
         bench.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("device", ["auto:0", "cpu:9", "gpu", "cuda:x", "cuda:", "cuda:-1", "CPU"])
+def test_a_device_that_is_not_auto_cpu_cuda_or_cuda_n_is_refused(device):
+    with pytest.raises(ThesisError, match=f"unknown device '{device}': choose one of auto, cpu, cuda, cuda:N"):
+        bench.resolve_device(device)
+
+
+def test_a_cuda_index_beyond_the_machines_gpus_is_refused():
+    count = torch.cuda.device_count()
+    with pytest.raises(ThesisError, match=f"--device cuda:{count} (needs a CUDA GPU|: this machine has {count})"):
+        bench.resolve_device(f"cuda:{count}")
+
+
+def test_valid_devices_are_resolved():
+    assert bench.resolve_device("cpu") == "cpu"
+    assert bench.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert bench.resolve_device("cuda:0") == "cuda:0"
 
 
 def test_results_file_of_another_kind_is_refused(prepared_cifar10, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from thesislib.errors import ThesisError
 from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, make_loader
 from thesislib.loaders import memory as memory_loader
-from thesislib.loaders.base import BufferPool, gather
+from thesislib.loaders.base import BufferPool, gather, gather_pool
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import open_store
 
@@ -88,6 +88,21 @@ def test_buffer_pool_never_rewrites_a_batch_that_is_still_referenced():
     del first
     third = gather(array, np.arange(20, 30), pool)
     assert len(pool.buffers) == 2 and np.array_equal(third, array[20:30])
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_buffer_pool_keeps_at_most_keep_buffers(keep):
+    pool = BufferPool(keep=keep)
+    batches = [pool.empty((4,), np.uint8) for _ in range(5)]  # all still referenced: five new buffers
+    assert len(pool.buffers) == keep and pool.buffers[-1] is batches[-1]
+
+
+def test_a_larger_gather_pool_shuts_the_smaller_one_down():
+    small = gather_pool(1)
+    large = gather_pool(64)
+    assert large is not small and gather_pool(2) is large
+    with pytest.raises(RuntimeError):  # shut down: takes no more work
+        small.submit(int)
 
 
 # ------------------------------------------------------------------------------------ same batches everywhere
@@ -171,6 +186,19 @@ def test_truncated_npy_is_named_with_the_fix(copy_store):
         make_loader("numpy", store, "train", batch_size=8)
 
 
+def test_memory_loader_frees_the_split_on_close_and_reads_it_again(prepared_cifar10, reference):
+    reader = make_loader("memory", open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train",
+                         batch_size=64, seed=3, pin_memory=True)
+    assert not reader.images.is_pinned()  # the split itself is never pinned
+    reader.close()
+    assert reader.images is None
+    reader.set_epoch(1)
+    batches = list(reader)
+    assert torch.equal(torch.cat([images for images, _ in batches]), reference[0])
+    assert all(images.is_pinned() == HAS_GPU for images, _ in batches)  # each batch is, with a GPU
+    reader.close()
+
+
 def test_truncated_hdf5_is_named_with_the_fix(copy_store):
     store = copy_store("hdf5")
     path = store.path / "data.h5"
@@ -178,6 +206,63 @@ def test_truncated_hdf5_is_named_with_the_fix(copy_store):
         file.truncate(path.stat().st_size // 2)
     with pytest.raises(ThesisError, match=r"data\.h5.*prepare"):
         list(make_loader("hdf5", store, "train", batch_size=8))
+
+
+def test_hdf5_without_the_split_is_named_and_closed_again(copy_store):
+    import h5py
+
+    store = copy_store("hdf5")
+    path = store.path / "data.h5"
+    with h5py.File(path, "r+") as file:
+        del file["train/images"]
+    with pytest.raises(ThesisError, match=r"cannot read /train of .*data\.h5.*prepare") as error:
+        make_loader("hdf5", store, "train", batch_size=8)
+    assert error.value.__cause__ is not None
+    still_open = [h5py.h5f.FileID(fid).name for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)]
+    assert str(path).encode() not in still_open and str(path) not in still_open
+
+
+def shorten_labels(store):
+    """Rewrite the train labels of an hdf5 or zarr store one shorter than the images."""
+    labels = np.zeros(store.count("train") - 1, dtype=np.int64)
+    if store.kind == "hdf5":
+        import h5py
+
+        with h5py.File(store.path / "data.h5", "r+") as file:
+            del file["train/labels"]
+            file["train/labels"] = labels
+    else:
+        import zarr
+
+        zarr.open_group(store.path / "data.zarr", mode="a").create_array("train/labels", data=labels,
+                                                                         overwrite=True)
+
+
+@pytest.mark.parametrize("loader", ["hdf5", "zarr"])
+def test_labels_of_another_length_than_the_images_are_named(copy_store, loader):
+    store = copy_store(loader)
+    shorten_labels(store)
+    with pytest.raises(ThesisError, match=r"train/labels holds 249 labels for 250 images.*prepare again"):
+        make_loader(loader, store, "train", batch_size=8)
+
+
+def test_a_zarr_chunk_that_fails_to_decompress_is_named_with_the_fix(copy_store):
+    store = copy_store("zarr")
+    chunk = store.path / "data.zarr" / "train" / "images" / "c.0.0.0.0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(ThesisError, match=r"data\.zarr.*the store is corrupt.*prepare again"):
+        list(make_loader("zarr", store, "train", batch_size=50, shuffle=False))
+
+
+def test_other_failures_of_a_zarr_read_are_not_called_corruption(prepared_cifar10, monkeypatch):
+    import zarr
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(zarr.Array, "get_orthogonal_selection", out_of_memory)
+    with pytest.raises(MemoryError):
+        list(make_loader("zarr", open_store(prepared_cifar10, "cifar10", "zarr"), "train", batch_size=50))
 
 
 def corrupt_first_image(store):
@@ -197,6 +282,43 @@ def test_corrupt_jpeg_inside_a_store_is_named_in_one_line(copy_store, loader, wo
         list(make_loader(loader, store, "train", batch_size=50, num_workers=workers))
     message = str(error.value)
     assert str(path) in message and "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("loader, workers", [("files", 0), ("torchvision", 0), ("torchvision", 2)])
+def test_an_image_of_the_wrong_size_is_named_in_one_line(copy_store, loader, workers):
+    from PIL import Image
+
+    from thesislib.stores.imagefiles import list_files
+
+    store = copy_store("files-png")
+    path = list_files(store.path, "train")[0][0]
+    Image.new("RGB", (16, 16)).save(path)
+    with pytest.raises(ThesisError) as error:
+        list(make_loader(loader, store, "train", batch_size=50, num_workers=workers))
+    message = str(error.value)
+    assert message.startswith(f"{path} is 16x16, the store's images are 32x32") and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["img3.png", "000999.png"])
+def test_a_misnamed_image_file_is_named_by_the_torchvision_loader(copy_store, name):
+    from thesislib.stores.imagefiles import list_files
+
+    store = copy_store("files-png")
+    path = list_files(store.path, "train")[0][3]
+    path.rename(path.with_name(name))
+    with pytest.raises(ThesisError, match=f"{name} is not named like a sample of this split"):
+        make_loader("torchvision", store, "train", batch_size=50)
+
+
+def test_two_image_files_of_one_index_are_named_by_the_torchvision_loader(copy_store):
+    from thesislib.stores.imagefiles import list_files
+
+    store = copy_store("files-png")
+    paths = list_files(store.path, "train")[0]
+    other = next(path for path in paths if path.parent != paths[0].parent)  # in another class folder
+    paths[0].rename(paths[0].with_name(other.name))  # no file of index 0, two of the other's index
+    with pytest.raises(ThesisError, match="hold the same sample index"):
+        make_loader("torchvision", store, "train", batch_size=50)
 
 
 def test_memory_loader_refuses_a_split_that_does_not_fit(prepared_cifar10, monkeypatch):

@@ -1,5 +1,6 @@
-"""The profiler: memory of the process and its workers with shared pages counted once, CPU time of
-workers included, GPU figures NaN without a GPU, and the protocol's figures by their definitions."""
+"""The profiler: memory of the process and its workers with shared pages counted once and mapped files
+left out, CPU time of workers included, GPU figures NaN without a GPU, and the protocol's figures by their
+definitions."""
 
 import math
 import multiprocessing
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from thesislib.profiler import Profiler, Resources, figures, pss_bytes
-from thesislib.train import EpochResult
+from thesislib import gpu
+from thesislib.loaders.base import BatchDataset, BatchLoader
+from thesislib.profiler import Profiler, Resources, figures, memory_bytes
+from thesislib.train import EpochResult, fit
 
 MB = 2**20
 
@@ -79,11 +82,119 @@ def test_sampler_keeps_its_own_cost_within_the_budget():
     assert resources.memory_samples >= 2
 
 
-def test_pss_of_this_process_is_between_zero_and_its_rss():
+def test_memory_of_this_process_is_between_zero_and_its_rss():
     import psutil
 
     process = psutil.Process()
-    assert 0 < pss_bytes(process) <= process.memory_info().rss * 1.05
+    assert 0 < memory_bytes(process) <= process.memory_info().rss * 1.05
+
+
+def test_a_mapped_and_read_file_adds_no_memory_but_an_allocation_does(tmp_path):
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones(200 * MB, dtype=np.uint8))  # in the page cache now: mapping it reads no disk
+    with Profiler() as profiler:
+        base = profiler.sample_memory()
+        mapped = np.load(path, mmap_mode="r")
+        assert int(mapped[::4096].sum()) == len(mapped) // 4096 + (len(mapped) % 4096 > 0)  # every page
+        after_reading = profiler.sample_memory()
+        del mapped
+        block = np.ones(200 * MB, dtype=np.uint8)
+        after_allocating = profiler.sample_memory()
+        del block
+        profiler.stop()
+    assert after_reading < base + 20
+    assert after_allocating >= base + 190
+
+
+# ------------------------------------------------------------------------------------------ DataLoader workers
+class HeavyWorkerBatches(BatchDataset):
+    """Batches of zeros, read by a worker that first allocates (and touches) ``worker_mb`` MiB of its own."""
+
+    def __init__(self, worker_mb):
+        super().__init__()
+        self.worker_mb = worker_mb
+
+    def open(self):
+        return np.ones(self.worker_mb * MB, dtype=np.uint8)
+
+    def read(self, handle, indices):
+        time.sleep(0.02)  # keeps the workers alive a few tenths of a second
+        return np.zeros((len(indices), 8, 8, 3), dtype=np.uint8), np.zeros(len(indices), dtype=np.int64)
+
+
+class HeavyWorkerLoader(BatchLoader):
+    name, store_kinds = "heavy", ("npy",)
+
+    def __init__(self, store, worker_mb, **kwargs):
+        super().__init__(store, "train", **kwargs)
+        self.dataset = HeavyWorkerBatches(worker_mb)
+
+
+def test_memory_of_dataloader_workers_is_counted_in_a_short_epoch(prepared_cifar10):
+    from thesislib.models import EmulatedAccelerator
+    from thesislib.stores import open_store
+
+    store = open_store(prepared_cifar10, "cifar10", "npy-uint8")
+    loader = HeavyWorkerLoader(store, 150, batch_size=16, num_workers=2)  # 16 batches, workers not kept
+    with Profiler() as profiler:
+        base = profiler.sample_memory()
+        epochs = fit(EmulatedAccelerator(), None, loader, None, 1, "cpu",
+                     after_epoch=lambda _: profiler.sample_memory(),
+                     first_batches=profiler.sample_soon)
+        resources = profiler.stop()
+    assert epochs[0].epoch_s < 2  # shorter than the periodic sampler's first sample
+    assert resources.peak_ram_mb >= base + 2 * 150 * 0.9  # both workers' 150 MiB were seen
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_early_samples_need_workers_and_beyond_the_first_keep_within_their_budget(workers):
+    children = [multiprocessing.get_context("fork").Process(target=hold, args=(2,)) for _ in range(workers)]
+    with Profiler(interval_s=0.005, budget=0.0, early_budget=0.0) as profiler:
+        for child in children:
+            child.start()
+        for _ in range(5):
+            profiler.sample_soon()
+            time.sleep(0.05)
+        resources = profiler.stop()
+    for child in children:
+        child.terminate()
+        child.join()
+    assert profiler.early_samples == workers and resources.memory_samples == 2 + workers  # + start, stop
+
+
+# ----------------------------------------------------------------------------------------- harness and failures
+def test_a_paused_block_is_left_out_of_the_cpu_figures():
+    with Profiler() as profiler:
+        with profiler.paused():
+            spin(0.5)
+        time.sleep(0.2)
+        resources = profiler.stop()
+    busy = resources.cpu_util_pct / 100 * resources.wall_s * torch.multiprocessing.cpu_count()
+    assert resources.wall_s < 0.45 and busy < 0.15
+
+
+class FakeGpuSampler:
+    started = stopped = 0
+
+    def __init__(self, device):
+        pass
+
+    def start(self):
+        FakeGpuSampler.started += 1
+        return self
+
+    def stop(self):
+        FakeGpuSampler.stopped += 1
+        return math.nan
+
+
+def test_a_failed_run_stops_the_sampler_threads(monkeypatch):
+    monkeypatch.setattr(gpu, "GpuUtilSampler", FakeGpuSampler)
+    monkeypatch.setattr(gpu, "reset_peak_vram", lambda device: None)
+    with pytest.raises(RuntimeError, match="simulated"):
+        with Profiler("cuda") as profiler:
+            raise RuntimeError("simulated failure")
+    assert FakeGpuSampler.started == FakeGpuSampler.stopped == 1 and profiler._thread is None
 
 
 def test_figures_follow_the_contracts_definitions():

@@ -68,7 +68,7 @@ class SleepyLoader(Loader):
 
     def __init__(self, store, sleep_s, **kwargs):
         super().__init__(store, "train", **kwargs)
-        self.sleep_s, self.slept_s = sleep_s, 0.0
+        self.sleep_s, self.slept_s, self.delivered = sleep_s, 0.0, 0
         self.batch = (torch.zeros((self.batch_size, 32, 32, 3), dtype=torch.uint8),
                       torch.zeros(self.batch_size, dtype=torch.int64))
 
@@ -77,6 +77,7 @@ class SleepyLoader(Loader):
             start = time.perf_counter()
             time.sleep(self.sleep_s)
             self.slept_s += time.perf_counter() - start
+            self.delivered += 1
             yield self.batch
 
 
@@ -90,6 +91,21 @@ def test_a_loader_sleeping_a_known_time_is_reported_as_that_data_time(prepared_c
     assert loader.slept_s >= 10 * 0.04
     if model == "sleep:15":
         assert result.epoch_s - result.data_s >= 10 * 0.015
+
+
+@pytest.mark.parametrize("workers, after", [(0, 1), (3, 3)])
+def test_first_batches_is_called_once_per_epoch_when_each_worker_delivered_outside_the_data_time(
+        prepared_cifar10, workers, after):
+    store = open_store(prepared_cifar10, "cifar10", "npy-uint8")
+    loader = SleepyLoader(store, 0.01, batch_size=50, num_workers=workers)  # 5 batches per epoch
+    seen = []
+
+    def first_batches():
+        seen.append(loader.delivered)
+        time.sleep(0.2)
+
+    results = fit(EmulatedAccelerator(0.0), None, loader, None, 2, "cpu", first_batches=first_batches)
+    assert seen == [after, 5 + after] and all(result.data_s < 0.2 for result in results)
 
 
 # ----------------------------------------------------------------------------------------------- models

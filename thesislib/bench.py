@@ -8,9 +8,13 @@ to ``<results>.env.jsonl``, keyed by the ``run_id`` its rows share.
 With ``cold=True`` the store's files are evicted from the page cache before each epoch (the loaders'
 maps closed first), so every epoch reads from the disk; ``cache_state`` says which, and ``cached_pct`` is
 the share of the store's bytes in the page cache as the first epoch starts (after a cold run's eviction).
+That harness work stays out of the run's figures: the first eviction and the ``cached_pct`` measure run
+before the profiler starts, the later evictions before each epoch's timer under ``Profiler.paused`` (so
+outside ``cpu_util_pct``; the GPU and memory samplers keep running through them).
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -29,7 +33,7 @@ from thesislib.datasets import check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
 from thesislib.loaders.base import check_num_workers, check_store_kind
-from thesislib.loaders.sampler import check_batch_size, check_seed
+from thesislib.loaders.sampler import check_batch_size, check_seed, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
@@ -42,7 +46,7 @@ COLUMNS = (
     "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
     "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc", "cache_state", "cached_pct", "thesislib_version",
 )
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, N a GPU's index
 
 
 @dataclass(frozen=True)
@@ -66,21 +70,21 @@ class BenchConfig:
     cold: bool = False
 
 
-def positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ThesisError(f"{name} must be a whole number >= 1, got {value!r}")
-    return value
-
-
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
+    """``auto`` -> ``cuda`` if torch sees a GPU, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` (N below the
+    number of GPUs) as given; anything else, or a CUDA device this machine lacks, is a ThesisError."""
     device = str(device)
-    choose("device", device.split(":")[0], DEVICES)
+    kind, colon, index = device.partition(":")
+    if device not in DEVICES and not (kind == "cuda" and colon and index.isdigit()):
+        raise ThesisError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}, cuda:N")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ThesisError(f"--device {device} needs a CUDA GPU: none found (torch.cuda.is_available() is "
                           "False); use --device cpu or auto")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ThesisError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; choose one of them")
     return device
 
 
@@ -92,7 +96,7 @@ def validate(config: BenchConfig) -> BenchConfig:
     store = config.store or DEFAULT_STORES[config.loader]
     check_store_kind(loader_class, get_store_spec(store))
     for name in ("epochs", "repeats"):
-        positive(name, getattr(config, name))
+        check_whole(name, getattr(config, name), 1)
     check_batch_size(config.batch_size)
     check_num_workers(config.num_workers)
     check_model_name(config.model)
@@ -108,15 +112,10 @@ def prepare_hint(config: BenchConfig) -> str:
 
 def open_prepared_store(config: BenchConfig):
     """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run."""
-    path = store_path(config.data_dir, config.dataset, config.store)
-    if not (path / "manifest.json").is_file():
-        state = "is incomplete (no manifest.json)" if path.exists() else "is not prepared"
-        raise ThesisError(f"store {config.store} of {config.dataset} at {path} {state}: run "
-                          f"`{prepare_hint(config)}`")
-    store = open_store(config.data_dir, config.dataset, config.store)
+    store = open_store(config.data_dir, config.dataset, config.store, hint=prepare_hint(config))
     prepared = float(store.manifest.get("scale", config.scale))
     if not math.isclose(prepared, config.scale, rel_tol=1e-9):
-        raise ThesisError(f"store {path} was prepared at scale {prepared}, not {config.scale}: run "
+        raise ThesisError(f"store {store.path} was prepared at scale {prepared}, not {config.scale}: run "
                           f"`{prepare_hint(config)}` (it rebuilds the store) or pass --scale {prepared}")
     return store
 
@@ -136,53 +135,70 @@ def new_run_id() -> str:
 
 
 class Run:
-    """One repeat: loaders, a fresh model, the profiler and (for ``cold``) the page-cache eviction."""
+    """One repeat: loaders, a fresh model, the profiler and (for ``cold``) the page-cache eviction. A Run
+    that fails to build closes what it opened; use it as a context manager to close its loaders."""
 
     def __init__(self, config: BenchConfig, store):
         self.config, self.store = config, store
         self.files = pagecache.store_files(store.path)
+        self.train = self.val = None
+        self.cached_pct = math.nan
         options = dict(batch_size=config.batch_size, num_workers=config.num_workers,
                        pin_memory=config.pin_memory, seed=config.seed, device=config.device)
-        self.train = make_loader(config.loader, store, "train", shuffle=True, **options)
-        self.val = make_loader(config.loader, store, "val", shuffle=False, **options)
-        shape = store.shape("train")
-        self.model = build_model(config.model, len(store.classes), shape[1], config.seed)
-        if isinstance(self.model, torch.nn.Module):
-            self.model.to(config.device)
-        self.optimizer = build_optimizer(config.optimizer, self.model, config.lr)
-        self.cached_pct = math.nan
+        try:
+            self.train = make_loader(config.loader, store, "train", shuffle=True, **options)
+            self.val = make_loader(config.loader, store, "val", shuffle=False, **options)
+            shape = store.shape("train")
+            self.model = build_model(config.model, len(store.classes), shape[1], config.seed)
+            if isinstance(self.model, torch.nn.Module):
+                self.model.to(config.device)
+            self.optimizer = build_optimizer(config.optimizer, self.model, config.lr)
+        except BaseException:
+            self.close()
+            raise
 
-    def before_epoch(self, epoch: int) -> None:
-        """Cold runs: close the loaders' maps and evict the store; then note the cache state once."""
-        if self.config.cold:
-            self.train.close()
-            self.val.close()
-            pagecache.evict(self.files)
-        if epoch == 0:
-            self.cached_pct = 100 * pagecache.resident_fraction(self.files)
+    def evict(self) -> None:
+        """Close the loaders' files and maps and drop the store from the page cache."""
+        self.close()
+        pagecache.evict(self.files)
 
     def measure(self) -> tuple:
-        """(per-epoch results, figures) of the training epochs."""
+        """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
+        cache measure run before the profiler starts; later evictions are left out of its CPU figures."""
+        if self.config.cold:
+            self.evict()
+        self.cached_pct = 100 * pagecache.resident_fraction(self.files)
         with Profiler(self.config.device) as profiler:
             epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,
-                         self.config.device, before_epoch=self.before_epoch,
-                         after_epoch=lambda _: profiler.sample_memory())
+                         self.config.device, before_epoch=lambda epoch: self.evict_again(epoch, profiler),
+                         after_epoch=lambda _: profiler.sample_memory(),
+                         first_batches=profiler.sample_soon)
             resources = profiler.stop()
         return epochs, figures(epochs, resources)
 
+    def evict_again(self, epoch: int, profiler: Profiler) -> None:
+        """Cold runs, before each epoch after the first: evict, outside the profiler's CPU figures."""
+        if self.config.cold and epoch > 0:
+            with profiler.paused():
+                self.evict()
+
     def close(self) -> None:
-        self.train.close()
-        self.val.close()
+        for loader in (self.train, self.val):
+            if loader is not None:
+                loader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
     """One repeat of a validated ``config``: its results row."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    run = Run(config, store)
-    try:
+    with Run(config, store) as run:
         epochs, measured = run.measure()
-    finally:
-        run.close()
     return {
         "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
         "loader": config.loader, "store": store.name, "dataset": config.dataset, "scale": config.scale,
@@ -278,10 +294,9 @@ def csv_header(path: Path):
 def write_csv_line(path: Path, row: dict, header: bool) -> None:
     lines = [list(COLUMNS)] if header else []
     lines.append([cell(row.get(column)) for column in COLUMNS])
-    with open(path, "a", newline="", encoding="utf-8") as file:
-        csv.writer(file).writerows(lines)
-        file.flush()
-        os.fsync(file.fileno())
+    text = io.StringIO()
+    csv.writer(text).writerows(lines)
+    append_line(path, text.getvalue())
 
 
 def rewrite_with_row(path: Path, row: dict) -> None:

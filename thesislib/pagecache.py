@@ -7,7 +7,8 @@
 
 The kernel keeps pages that are mapped by a live process or dirty: close memory maps first (``Loader.
 close()``), and a store written moments ago is flushed (``fdatasync``) before its pages are dropped.
-Linux only; elsewhere :func:`resident_fraction` returns NaN and :func:`evict` raises a ThesisError.
+:func:`resident_fraction` returns NaN where the C library has no ``mincore`` (Windows); :func:`evict` needs
+``posix_fadvise`` (Linux) and raises a ThesisError elsewhere.
 """
 
 import ctypes
@@ -71,9 +72,18 @@ def resident_pages(path) -> tuple:
         os.close(fd)
 
 
+def has_mincore() -> bool:
+    """True where the C library has ``mincore`` (Linux, the BSDs, macOS)."""
+    try:
+        libc()
+    except (OSError, AttributeError):  # no C library to load, or one without mincore
+        return False
+    return True
+
+
 def resident_fraction(paths) -> float:
     """Share (0..1) of the pages of ``paths`` that are in the page cache; NaN where mincore is missing."""
-    if not hasattr(os, "posix_fadvise"):
+    if not has_mincore():
         return math.nan
     resident = total = 0
     for path in paths:

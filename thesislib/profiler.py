@@ -9,41 +9,70 @@ Definitions (the contract's, computed by :func:`figures` from the training loop'
   the device (see :mod:`thesislib.train`);
 * ``stall_pct`` = 100 * data / epoch time (summed over the epochs);
 * ``images_per_s``: training images delivered per second of training (all epochs);
-* ``peak_ram_mb``: the highest sum, over the process and its live workers, of the proportional set size
-  (PSS: a page shared by k processes counts 1/k in each, so shared pages are counted once), in MiB;
+* ``peak_ram_mb``: the highest sum, over the process and its live workers, of their anonymous and shared
+  memory in MiB, each process's share of it proportional (``Pss_Anon + Pss_Shmem`` of
+  ``/proc/PID/smaps_rollup``: a page shared by k processes counts 1/k in each, so pages a worker shares
+  with the main process after the fork, and the shared-memory batches workers hand over, are counted once).
+  File-backed pages are left out: a memory-mapped store's page cache belongs to the kernel, not the loader,
+  and counting it would charge ``numpy`` (a map) for the whole touched split but not the loaders that
+  ``pread`` (``hdf5``, ``zarr``, ``files``). Where the kernel reports no ``Pss_Anon`` (before Linux 5.7),
+  the whole PSS is used; without ``smaps_rollup`` (not Linux, or before Linux 4.14), the RSS;
 * ``cpu_util_pct``: CPU time of the process and its workers (those that exited included) over the run,
-  in % of all cores: 100 * cpu_s / (wall_s * cores);
+  in % of all cores: 100 * cpu_s / (wall_s * cores); the blocks run under :meth:`Profiler.paused` (``bench
+  --cold``'s page-cache eviction between epochs) are left out of both;
 * ``peak_vram_mb``, ``gpu_util_pct``: see :mod:`thesislib.gpu` (NVML and torch); NaN without a CUDA device.
 
-Cost. A PSS reading (psutil's ``memory_full_info``) makes the kernel walk the process's page tables
-(``/proc/PID/smaps_rollup``): about 10 ms for a PyTorch process, more on a busy machine. So the sampler
-thread (10 Hz) reads PSS only as often as keeps its own cost within :data:`BUDGET` of the elapsed time,
-and always when :meth:`Profiler.sample_memory` is called (``bench`` calls it after each epoch, outside
-the epoch's timing) and at start and stop. The worker list is refreshed once a second. The profiler's own
-time is reported as ``cost_s``, and the part the sampler thread spent while the run went on (the only part
-inside an epoch's timing) as ``background_s``.
+Cost. Reading ``smaps_rollup`` makes the kernel walk the process's page tables: about 8 ms of CPU for a
+PyTorch process and 4 ms for a DataLoader worker, more on a busy machine. So the sampler thread (10 Hz)
+reads memory only as often as keeps its own cost within :data:`BUDGET` of the elapsed time, and always when
+:meth:`Profiler.sample_memory` is called (``bench`` calls it after each epoch, outside the epoch's timing)
+and at start and stop. DataLoader workers live only while an epoch runs, so the training loop calls
+:meth:`Profiler.sample_soon` once each worker has delivered its first batch: the sampler thread then
+re-lists the workers (about 1 ms) and, if there are any, reads the process and them at once (the loop does
+not wait for it, so the data-time clock does not include it), unless that would take its cost past
+:data:`EARLY_BUDGET` of the elapsed time; the first such sample of a run is always taken (with workers, 15
+to 40 ms of CPU: more than 2% of an epoch shorter than a second or two). Otherwise the worker list is
+refreshed once a second. The cost is the profiler's own CPU time (``time.thread_time``: what the sampling
+takes from the run; a sample that waits for a busy core takes longer but costs no more), reported as
+``cost_s``; the part the sampler thread spent while the run went on (the only part inside an epoch's timing)
+as ``background_s``.
 """
 
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psutil
 import torch
 
-BUDGET = 0.01          # the sampler may spend at most this share of the elapsed time reading PSS
+BUDGET = 0.01          # the sampler's periodic samples may take at most this share of the elapsed time
+EARLY_BUDGET = 0.02    # with the early samples of each epoch (sample_soon), at most this share
 INTERVAL_S = 0.1       # sampler tick
 CHILDREN_EVERY_S = 1.0  # how often the worker list is refreshed
+COUNTED = ("Pss_Anon:", "Pss_Shmem:")  # the smaps_rollup fields peak_ram_mb sums
 
 
-def pss_bytes(process: psutil.Process) -> int:
-    """Proportional set size of one process in bytes (its RSS where the OS reports no PSS; 0 if gone)."""
+def memory_bytes(process: psutil.Process) -> int:
+    """Anonymous plus shared memory of one process in bytes, proportional (``Pss_Anon + Pss_Shmem``; see
+    the module docstring for the fallbacks); 0 if the process is gone."""
     try:
-        info = process.memory_full_info()
-    except (psutil.Error, OSError):
+        with open(f"/proc/{process.pid}/smaps_rollup", encoding="ascii") as file:
+            fields = dict(line.split(None, 1) for line in file.read().splitlines()[1:])
+    except FileNotFoundError:  # no /proc (not Linux) or no smaps_rollup (before Linux 4.14); or gone
+        return rss_bytes(process)
+    except (OSError, ValueError):
         return 0
-    return getattr(info, "pss", info.rss)
+    names = COUNTED if COUNTED[0] in fields else ("Pss:",)
+    return 1024 * sum(int(fields.get(name, "0 kB").split()[0]) for name in names)
+
+
+def rss_bytes(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
 
 
 def cpu_seconds(process: psutil.Process, children=()) -> float:
@@ -65,26 +94,25 @@ class Resources:
     peak_vram_mb: float
     gpu_util_pct: float
     memory_samples: int
-    cost_s: float       # time the profiler spent sampling
-    background_s: float = 0.0  # of which: the sampler thread's samples, taken while the run went on
-
-    @property
-    def cost_pct(self) -> float:
-        return 100 * self.cost_s / self.wall_s if self.wall_s else math.nan
+    cost_s: float       # CPU time the profiler spent sampling
+    background_s: float = 0.0  # of which: the sampler thread's, while the run went on
 
 
 class Profiler:
     """Samples memory, CPU and GPU of this process and its workers between :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, device="cpu", interval_s: float = INTERVAL_S, budget: float = BUDGET):
+    def __init__(self, device="cpu", interval_s: float = INTERVAL_S, budget: float = BUDGET,
+                 early_budget: float = EARLY_BUDGET):
         self.device = torch.device(device)
-        self.interval_s, self.budget = interval_s, budget
+        self.interval_s, self.budget, self.early_budget = interval_s, budget, early_budget
         self.process = psutil.Process()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._soon = threading.Event()
         self._thread = self._gpu = None
-        self.children, self.peak_pss, self.memory_samples, self.cost_s = [], 0, 0, 0.0
-        self.background_s = 0.0
+        self.children, self.peak_bytes, self.memory_samples, self.cost_s = [], 0, 0, 0.0
+        self.background_s, self.early_samples = 0.0, 0
+        self.paused_wall_s = self.paused_cpu_s = 0.0
 
     def start(self) -> "Profiler":
         self._start_wall = time.perf_counter()
@@ -93,47 +121,95 @@ class Profiler:
         self._start_gpu()
         self.sample_memory()
         self._stop.clear()
+        self._soon.clear()
         self._thread = threading.Thread(target=self._run, name="thesislib-profiler", daemon=True)
         self._thread.start()
         return self
 
     def sample_memory(self) -> float:
-        """Read PSS of the process and its workers now; returns the sum in MiB (and updates the peak)."""
+        """Read the memory of the process and its workers now; returns the sum in MiB (and updates the
+        peak)."""
         with self._lock:
-            began = time.perf_counter()
-            total = pss_bytes(self.process) + sum(pss_bytes(child) for child in self._live_children())
-            self.peak_pss = max(self.peak_pss, total)
+            began = time.thread_time()
+            total = memory_bytes(self.process) + sum(memory_bytes(child) for child in self._live_children())
+            self.peak_bytes = max(self.peak_bytes, total)
             self.memory_samples += 1
-            self.cost_s += time.perf_counter() - began
+            self.cost_s += time.thread_time() - began
         return total / 2**20
+
+    def sample_soon(self) -> None:
+        """Ask the sampler thread for a sample of the process and its current workers now, without waiting
+        for it (the training loop calls this once each worker has delivered its first batch of an epoch)."""
+        self._soon.set()
+
+    @contextmanager
+    def paused(self):
+        """Leave the block's wall and CPU time out of ``cpu_util_pct`` (for harness work inside the run,
+        such as ``bench --cold``'s eviction between epochs; no worker may run during it)."""
+        wall, cpu = time.perf_counter(), cpu_seconds(self.process)
+        try:
+            yield
+        finally:
+            self.paused_wall_s += time.perf_counter() - wall
+            self.paused_cpu_s += cpu_seconds(self.process) - cpu
 
     def stop(self) -> Resources:
         """Stop sampling and return the figures of the run."""
         self.sample_memory()
-        self._stop.set()
-        self._thread.join()
+        self._stop_thread()
         wall = time.perf_counter() - self._start_wall
         cpu = cpu_seconds(self.process, self._live_children(refresh=True)) - self._start_cpu
+        wall, cpu = wall - self.paused_wall_s, cpu - self.paused_cpu_s
         vram, util = self._stop_gpu()
-        return Resources(wall, self.peak_pss / 2**20, 100 * cpu / (wall * (psutil.cpu_count() or 1)),
+        return Resources(wall, self.peak_bytes / 2**20, 100 * cpu / (wall * (psutil.cpu_count() or 1)),
                          vram, util, self.memory_samples, self.cost_s, self.background_s)
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
-        if self._thread is not None and self._thread.is_alive():
+        """Stop the sampler threads (also when the run failed before :meth:`stop`)."""
+        self._stop_thread()
+        sampler, self._gpu = self._gpu, None
+        if sampler is not None:
+            sampler.stop()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
             self._stop.set()
+            self._soon.set()  # wake the thread
             self._thread.join()
+            self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            asked = self._soon.wait(self.interval_s)
+            if self._stop.is_set():
+                return
+            self._soon.clear()
             elapsed = time.perf_counter() - self._start_wall
-            per_sample = self.cost_s / max(self.memory_samples, 1)
-            if self.cost_s + per_sample <= self.budget * elapsed:
-                began = time.perf_counter()
-                self.sample_memory()
-                self.background_s += time.perf_counter() - began
+            next_cost = self.cost_s + self.cost_s / max(self.memory_samples, 1)
+            if asked and self._workers_started() and (
+                    self.early_samples == 0 or next_cost <= self.early_budget * elapsed):
+                self.early_samples += 1
+                self._sample_in_background()
+            elif next_cost <= self.budget * elapsed:
+                self._sample_in_background()
+
+    def _workers_started(self) -> bool:
+        """Re-list the workers (about 1 ms, counted in the cost); True if there are any."""
+        with self._lock:
+            began = time.thread_time()
+            children = self._live_children(refresh=True)
+            spent = time.thread_time() - began
+            self.cost_s += spent
+        self.background_s += spent
+        return bool(children)
+
+    def _sample_in_background(self) -> None:
+        began = time.thread_time()
+        self.sample_memory()
+        self.background_s += time.thread_time() - began
 
     def _live_children(self, refresh: bool = False) -> list:
         """The workers (all descendants), re-listed at most once per CHILDREN_EVERY_S unless ``refresh``."""
@@ -155,11 +231,13 @@ class Profiler:
         self._gpu = gpu.GpuUtilSampler(self.device).start()
 
     def _stop_gpu(self) -> tuple:
-        if self._gpu is None:
+        """(peak VRAM, mean GPU utilisation), the GPU sampler stopped; NaN without a GPU."""
+        sampler, self._gpu = self._gpu, None
+        if sampler is None:
             return math.nan, math.nan
         from thesislib import gpu
 
-        return gpu.peak_vram_mb(self.device), self._gpu.stop()
+        return gpu.peak_vram_mb(self.device), sampler.stop()
 
 
 def figures(epochs: list, resources: Resources) -> dict:

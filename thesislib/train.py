@@ -44,9 +44,14 @@ def to_float_nchw(images: torch.Tensor) -> torch.Tensor:
     return (x.div_(255) if images.dtype == torch.uint8 else x).contiguous()
 
 
-def timed_batches(loader, device: torch.device, clock: dict):
-    """Yield the loader's batches on ``device``; add the time spent getting each to ``clock["data_s"]``."""
+def timed_batches(loader, device: torch.device, clock: dict, first_batches=None):
+    """Yield the loader's batches on ``device``; add the time spent getting each to ``clock["data_s"]``.
+
+    ``first_batches()`` is called, outside the data time, once each of the loader's workers has delivered
+    its first batch (a DataLoader hands them over in turn: after batch ``num_workers``; without workers,
+    after the first)."""
     iterator = iter(loader)
+    call_after, count = max(1, getattr(loader, "num_workers", 0)), 0
     while True:
         start = time.perf_counter()
         try:
@@ -57,10 +62,13 @@ def timed_batches(loader, device: torch.device, clock: dict):
         batch = to_device(images, labels, device)
         synchronize(device)
         clock["data_s"] += time.perf_counter() - start
+        count += 1
+        if count == call_after and first_batches is not None:
+            first_batches()
         yield batch
 
 
-def train_step(model, optimizer, images, labels) -> float:
+def train_step(model, optimizer, images, labels) -> torch.Tensor:
     """One optimisation step; returns the batch's summed loss as a 0-d tensor (no host sync)."""
     optimizer.zero_grad(set_to_none=True)
     loss = nn.functional.cross_entropy(model(to_float_nchw(images)), labels)
@@ -69,8 +77,10 @@ def train_step(model, optimizer, images, labels) -> float:
     return loss.detach() * len(labels)
 
 
-def train_epoch(model, optimizer, loader, device, epoch: int = 0) -> EpochResult:
-    """One pass over ``loader`` (after ``loader.set_epoch(epoch)``), timed."""
+def train_epoch(model, optimizer, loader, device, epoch: int = 0, first_batches=None) -> EpochResult:
+    """One pass over ``loader`` (after ``loader.set_epoch(epoch)``), timed; ``first_batches()`` is called
+    when the first batches have arrived (see :func:`timed_batches`): the profiler then samples the
+    loader's workers while they live."""
     device = torch.device(device)
     loader.set_epoch(epoch)
     emulated = isinstance(model, EmulatedAccelerator)
@@ -79,7 +89,7 @@ def train_epoch(model, optimizer, loader, device, epoch: int = 0) -> EpochResult
     clock, images_seen, batches, loss_sum = {"data_s": 0.0}, 0, 0, torch.zeros((), device=device)
     synchronize(device)
     start = time.perf_counter()
-    for images, labels in timed_batches(loader, device, clock):
+    for images, labels in timed_batches(loader, device, clock, first_batches):
         if emulated:
             model.wait()
         else:
@@ -107,17 +117,18 @@ def evaluate(model, loader, device) -> float:
 
 
 def fit(model, optimizer, train_loader, val_loader, epochs: int, device, before_epoch=None,
-        after_epoch=None) -> list:
+        after_epoch=None, first_batches=None) -> list:
     """``epochs`` epochs of training, each followed by validation; returns one EpochResult per epoch.
 
     ``before_epoch(epoch)`` runs before each epoch's timer starts (``bench --cold`` evicts the page cache
-    there); ``after_epoch(result)`` after its validation.
+    there); ``after_epoch(result)`` after its validation; ``first_batches()`` as each epoch's first
+    batches have arrived (see :func:`timed_batches`).
     """
     results = []
     for epoch in range(epochs):
         if before_epoch is not None:
             before_epoch(epoch)
-        result = train_epoch(model, optimizer, train_loader, device, epoch)
+        result = train_epoch(model, optimizer, train_loader, device, epoch, first_batches)
         if val_loader is not None:
             result.val_acc = evaluate(model, val_loader, device)
         results.append(result)

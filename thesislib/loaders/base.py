@@ -32,7 +32,7 @@ import torch
 
 from thesislib.datasets import SPLITS
 from thesislib.errors import ThesisError, choose
-from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, epoch_batches
+from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
 
 
 class Loader(abc.ABC):
@@ -110,9 +110,7 @@ class BatchLoader(Loader):
 
 
 def check_num_workers(num_workers) -> int:
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ThesisError(f"num_workers must be a whole number >= 0, got {num_workers!r}")
-    return num_workers
+    return check_whole("num_workers", num_workers, 0)
 
 
 def check_store_kind(loader, store):
@@ -126,16 +124,28 @@ def check_store_kind(loader, store):
     return store
 
 
+def check_split(path, split: str, images_shape, labels_count: int, shape=None) -> None:
+    """A ThesisError if a split's images do not have the manifest's ``shape`` or its labels are not one per
+    image (array stores: ``path`` the file or folder that holds the split)."""
+    shape = tuple(images_shape) if shape is None else tuple(shape)
+    if tuple(images_shape) != shape:
+        raise ThesisError(f"{path} {split}/images has shape {tuple(images_shape)}, its manifest says {shape}: "
+                          "delete its store folder and run prepare again")
+    if labels_count != shape[0]:
+        raise ThesisError(f"{path} {split}/labels holds {labels_count} labels for {shape[0]} images: delete "
+                          "its store folder and run prepare again")
+
+
 class BatchDataset(torch.utils.data.Dataset):
     """A map-style dataset whose item is a whole batch: ``dataset[indices] -> (images, labels)``.
 
     Subclasses implement :meth:`open` (called lazily, in the process that reads: each worker opens its
-    own handle) and :meth:`read` (one read of the sorted ``indices``). :meth:`close` drops the handle.
+    own handle) and :meth:`read` (one read of the sorted ``indices``). :meth:`close` drops the handle
+    (and calls its ``close()`` if it has one).
     """
 
     def __init__(self):
         self.handle = None
-        self.buffers = BufferPool()  # for :func:`gather`
 
     def open(self):
         raise NotImplementedError
@@ -156,7 +166,7 @@ class BatchDataset(torch.utils.data.Dataset):
             handle.close()
 
     def __getstate__(self):
-        return {**self.__dict__, "handle": None, "buffers": BufferPool()}  # no open handle to a worker
+        return {**self.__dict__, "handle": None}  # no open handle to a worker
 
 
 def batch_dataloader(dataset, batches, num_workers=0, pin_memory=False):
@@ -199,8 +209,11 @@ _POOL = {"pid": None, "pool": None, "size": 0}
 
 
 def gather_pool(size: int) -> ThreadPoolExecutor:
-    """This process's gather threads (made again after a fork: threads do not survive one)."""
+    """This process's gather threads, at least ``size`` of them (made again after a fork: threads do not
+    survive one); a smaller pool of this process is shut down when a larger one replaces it."""
     if _POOL["pid"] != os.getpid() or _POOL["size"] < size:
+        if _POOL["pid"] == os.getpid():
+            _POOL["pool"].shutdown(wait=False)  # lets the work already given to it finish
         _POOL.update(pid=os.getpid(), pool=ThreadPoolExecutor(size, thread_name_prefix="gather"), size=size)
     return _POOL["pool"]
 
@@ -221,7 +234,7 @@ class BufferPool:
             if buffer.shape == shape and buffer.dtype == dtype and sys.getrefcount(buffer) == 3:
                 return buffer  # referenced only by self.buffers, the loop variable and the call's argument
         buffer = np.empty(shape, dtype=dtype)
-        self.buffers = [*self.buffers[-(self.keep - 1):], buffer]
+        self.buffers = [*self.buffers, buffer][-self.keep:]
         return buffer
 
 

@@ -11,6 +11,22 @@ from thesislib.loaders.base import BatchDataset, BatchLoader
 from thesislib.stores import imagefiles
 
 
+def check_count(folder, found: int, expected: int) -> None:
+    """A ThesisError if a split's folder holds another number of images than its manifest says."""
+    if found != expected:
+        raise ThesisError(f"{folder} holds {found} images, its manifest says {expected}: delete the store "
+                          "folder and run prepare again")
+
+
+def decode(path, shape) -> np.ndarray:
+    """The pixels of one image file, checked to be (H, W, 3) ``shape``; a ThesisError naming the file."""
+    image = imagefiles.decode(path)
+    if image.shape != tuple(shape):
+        raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
+                          f"{shape[1]}x{shape[0]}: delete the store folder and prepare again")
+    return image
+
+
 class FileBatches(BatchDataset):
     """Batches of a split of an image-file store: each file decoded with Pillow."""
 
@@ -18,9 +34,7 @@ class FileBatches(BatchDataset):
         super().__init__()
         self.paths, self.labels = imagefiles.list_files(store.path, split)
         self.shape = store.shape(split)
-        if len(self.paths) != self.shape[0]:
-            raise ThesisError(f"{store.path / split} holds {len(self.paths)} images, its manifest says "
-                              f"{self.shape[0]}: delete the store folder and run prepare again")
+        check_count(store.path / split, len(self.paths), self.shape[0])
 
     def open(self):
         return self.paths
@@ -28,15 +42,8 @@ class FileBatches(BatchDataset):
     def read(self, handle, indices):
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
         for row, index in enumerate(indices):
-            images[row] = self.decode(handle[index])
+            images[row] = decode(handle[index], self.shape[1:])
         return images, self.labels[indices]
-
-    def decode(self, path) -> np.ndarray:
-        image = imagefiles.decode(path)
-        if image.shape != tuple(self.shape[1:]):
-            raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
-                              f"{self.shape[2]}x{self.shape[1]}: delete the store folder and prepare again")
-        return image
 
 
 class FilesLoader(BatchLoader):

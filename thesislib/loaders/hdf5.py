@@ -8,22 +8,31 @@ import h5py
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, BatchLoader
+from thesislib.loaders.base import BatchDataset, BatchLoader, check_split
 from thesislib.stores import hdf5
 
 
+def corrupt(path, split, exc) -> ThesisError:
+    return ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; delete its "
+                       "store folder and run `python -m thesislib prepare` again")
+
+
 def open_split(path, split, shape=None):
-    """(file, images dataset, labels array) of ``split``; a ThesisError naming a bad file."""
+    """(file, images dataset, labels array) of ``split``; a ThesisError naming a bad file (which is then
+    closed again)."""
     try:
         file = h5py.File(path, "r")
+    except OSError as exc:
+        raise corrupt(path, split, exc) from exc
+    try:
         images, labels = file[f"{split}/images"], file[f"{split}/labels"][()]
+        check_split(path, split, images.shape, len(labels), shape)
     except (OSError, KeyError) as exc:
-        raise ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; "
-                          "delete its store folder and run `python -m thesislib prepare` again") from exc
-    if shape is not None and images.shape != tuple(shape):
         file.close()
-        raise ThesisError(f"{path} /{split}/images has shape {images.shape}, its manifest says {shape}: "
-                          "delete its store folder and run prepare again")
+        raise corrupt(path, split, exc) from exc
+    except BaseException:
+        file.close()
+        raise
     return file, images, labels.astype(np.int64, copy=False)
 
 

@@ -3,6 +3,9 @@
 Reads an npy store. Before reading it checks that the split fits with a margin (:data:`RAM_SHARE` of the
 available RAM, :data:`VRAM_SHARE` of the free GPU memory) and refuses with a ThesisError otherwise. Batches
 are then gathered from the resident tensor on its device; ``num_workers`` is not used (nothing to read).
+On the CPU, ``pin_memory`` (with a CUDA GPU present) copies each batch into page-locked memory, as
+PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
+epoch: so ``bench --cold`` charges every epoch the read of the split from the disk).
 """
 
 import numpy as np
@@ -43,12 +46,11 @@ def check_fits(store, split, device) -> int:
     return needed
 
 
-def load_split(store, split, device, pin: bool = False) -> tuple:
+def load_split(store, split, device) -> tuple:
     """(images, labels) tensors of a whole split on ``device``, read slice by slice from the npy store."""
     source = open_npy(npy.images_path(store.path, split), store.shape(split), store.dtype, mmap_mode="c")
     labels = open_npy(npy.labels_path(store.path, split), store.shape(split)[:1], np.int64, mmap_mode=None)
-    images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device,
-                         pin_memory=pin and device.type == "cpu" and torch.cuda.is_available())
+    images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
     for start in range(0, len(source), SLICE):
         images[start:start + SLICE].copy_(torch.from_numpy(source[start:start + SLICE]))
     del source
@@ -62,14 +64,27 @@ class MemoryLoader(Loader):
 
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
-        check_fits(store, split, self.device)
-        self.images, self.labels = load_split(store, split, self.device, self.pin_memory)
-        self.buffers = BufferPool()
+        self.images = self.labels = None
+        self.pin = self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available()
+        self.load()  # now, so that the set-up, not the first epoch, pays for it
+
+    def load(self) -> None:
+        """Read the split into memory unless it is there (a ThesisError if it does not fit)."""
+        if self.images is None:
+            check_fits(self.store, self.split, self.device)
+            self.images, self.labels = load_split(self.store, self.split, self.device)
+            self.buffers = BufferPool()
 
     def __iter__(self):
+        self.load()
         for batch in self.batches():
             if self.device.type == "cpu":  # the numpy loader's gather (see base.gather)
-                yield torch.from_numpy(gather(self.images.numpy(), batch, self.buffers)), self.labels[batch]
+                images = torch.from_numpy(gather(self.images.numpy(), batch, self.buffers))
+                yield (images.pin_memory() if self.pin else images), self.labels[batch]
             else:
                 index = torch.from_numpy(batch).to(self.device)
                 yield self.images.index_select(0, index), self.labels.index_select(0, index)
+
+    def close(self) -> None:
+        """Free the split (the next iteration reads it again)."""
+        self.images = self.labels = self.buffers = None

@@ -12,7 +12,7 @@ The map is opened lazily in the process that reads (each worker its own) and dro
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, BatchLoader, gather
+from thesislib.loaders.base import BatchDataset, BatchLoader, BufferPool, gather
 from thesislib.stores import npy
 
 
@@ -37,6 +37,7 @@ class NpyBatches(BatchDataset):
         self.images_path = npy.images_path(store.path, split)
         self.labels_path = npy.labels_path(store.path, split)
         self.shape, self.dtype = store.shape(split), store.dtype
+        self.buffers = BufferPool()  # for :func:`gather`
 
     def open(self):
         images = open_npy(self.images_path, self.shape, self.dtype)
@@ -46,8 +47,8 @@ class NpyBatches(BatchDataset):
         images, labels = handle
         return gather(images, indices, self.buffers), labels[indices]
 
-    def close(self) -> None:
-        self.handle = None  # a memory map is unmapped when its last reference goes
+    def __getstate__(self):
+        return {**super().__getstate__(), "buffers": BufferPool()}  # a worker gathers into its own buffers
 
 
 class NumpyLoader(BatchLoader):

@@ -10,18 +10,20 @@ import numpy as np
 from thesislib.errors import ThesisError
 
 
+def check_whole(name: str, value, minimum: int) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum``; else a ThesisError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ThesisError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_batch_size(batch_size) -> int:
-    """``batch_size`` if it is a whole number >= 1; else a ThesisError naming the parameter."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ThesisError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    return int(batch_size)
+    return check_whole("batch_size", batch_size, 1)
 
 
 def check_seed(seed) -> int:
     """``seed`` if it is a whole number >= 0 (what ``np.random.default_rng`` accepts)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ThesisError(f"seed must be a whole number >= 0, got {seed!r}")
-    return int(seed)
+    return check_whole("seed", seed, 0)
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 Each sample is one ``__getitem__`` call (open, decode, convert) and the DataLoader collates the batch; this
 is the per-image Python path the other loaders avoid. To deliver the same samples in the same order as the
-other loaders, the sampler visits ImageFolder's positions in the order of the shared batch list.
+other loaders, the sampler visits ImageFolder's positions in the order of the shared batch list. Images
+are decoded by :func:`thesislib.loaders.files.decode`, so a file of the wrong size is named as ``files``
+names it.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from torchvision.datasets import ImageFolder
 
 from thesislib.errors import ThesisError
 from thesislib.loaders.base import Loader, iterate
+from thesislib.loaders.files import check_count, decode
 from thesislib.stores import imagefiles
 
 EXTENSIONS = tuple(f".{codec.ext}" for codec in imagefiles.CODECS.values())
@@ -27,11 +31,27 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image))
 
 
+def sample_index(path: str, count: int) -> int:
+    """The sample index a file's name gives (``<index:06d>.<ext>``); a ThesisError naming a file whose name
+    is no index of the split."""
+    stem = Path(path).stem
+    if not (stem.isdigit() and int(stem) < count):
+        raise ThesisError(f"{path} is not named like a sample of this split (<index:06d>.<ext>, index below "
+                          f"{count}): delete the store folder and run prepare again")
+    return int(stem)
+
+
 def positions_by_index(dataset: ImageFolder) -> np.ndarray:
-    """ImageFolder's position of each sample index (file ``<index:06d>.<ext>``)."""
-    positions = np.empty(len(dataset.samples), dtype=np.int64)
+    """ImageFolder's position of each sample index (file ``<index:06d>.<ext>``); a ThesisError naming a file
+    whose name is no index of the split, or that repeats another file's index."""
+    count = len(dataset.samples)
+    positions = np.full(count, -1, dtype=np.int64)
     for position, (path, _) in enumerate(dataset.samples):
-        positions[int(Path(path).stem)] = position
+        index = sample_index(path, count)
+        if positions[index] >= 0:
+            raise ThesisError(f"{path} and {dataset.samples[positions[index]][0]} hold the same sample index: "
+                              "delete the store folder and run prepare again")
+        positions[index] = position
     return positions
 
 
@@ -42,11 +62,10 @@ class TorchvisionLoader(Loader):
 
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
-        self.dataset = ImageFolder(str(store.path / split), loader=imagefiles.decode, transform=to_tensor,
+        checked_decode = functools.partial(decode, shape=store.shape(split)[1:])  # size checked per image
+        self.dataset = ImageFolder(str(store.path / split), loader=checked_decode, transform=to_tensor,
                                    is_valid_file=is_image_file, allow_empty=True)
-        if len(self.dataset) != self.num_samples:
-            raise ThesisError(f"{store.path / split} holds {len(self.dataset)} images, its manifest says "
-                              f"{self.num_samples}: delete the store folder and run prepare again")
+        check_count(store.path / split, len(self.dataset), self.num_samples)
         self.positions = positions_by_index(self.dataset)
 
     # allow_empty: a small validation split (scale 0.01 of Tiny ImageNet: 100 images, 200 classes) leaves

@@ -10,8 +10,13 @@ import numpy as np
 import zarr
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchDataset, BatchLoader
+from thesislib.loaders.base import BatchDataset, BatchLoader, check_split
 from thesislib.stores import zarr as zarr_store
+
+# what a damaged store raises: a missing or bad file (OSError), a chunk of the wrong size (ValueError), bad
+# metadata (zarr's errors); and for a chunk that fails to decompress, a bare RuntimeError from numcodecs'
+# Zstd codec (see is_decode_error)
+DAMAGED = (OSError, ValueError, zarr.errors.BaseZarrError)
 
 
 def open_split(path, split, shape=None):
@@ -19,13 +24,16 @@ def open_split(path, split, shape=None):
     try:
         group = zarr.open_group(path, mode="r")
         images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
-    except (OSError, KeyError, ValueError, zarr.errors.BaseZarrError) as exc:
+    except (KeyError, *DAMAGED) as exc:
         raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
                           "`python -m thesislib prepare` again") from exc
-    if shape is not None and tuple(images.shape) != tuple(shape):
-        raise ThesisError(f"{path} {split}/images has shape {images.shape}, its manifest says {shape}: "
-                          "delete its store folder and run prepare again")
+    check_split(path, split, images.shape, len(labels), shape)
     return images, labels
+
+
+def is_decode_error(exc: BaseException) -> bool:
+    """True for the error of a chunk that fails to decompress (numcodecs raises a plain RuntimeError)."""
+    return isinstance(exc, RuntimeError) and "decompress" in str(exc).lower()
 
 
 class ZarrBatches(BatchDataset):
@@ -41,12 +49,11 @@ class ZarrBatches(BatchDataset):
         try:
             with zarr.config.set({"codec_pipeline.batch_size": len(indices)}):
                 return images.get_orthogonal_selection(indices), labels[indices]
-        except Exception as exc:  # a codec error names no file; say which store is damaged
+        except (RuntimeError, *DAMAGED) as exc:  # a codec error names no file; say which store is damaged
+            if isinstance(exc, RuntimeError) and not is_decode_error(exc):
+                raise
             raise ThesisError(f"cannot read samples of {self.split} from {self.path} ({exc}): the store is "
                               "corrupt; delete its folder and run prepare again") from exc
-
-    def close(self) -> None:
-        self.handle = None
 
 
 class ZarrLoader(BatchLoader):

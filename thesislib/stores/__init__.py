@@ -94,8 +94,9 @@ class Store:
         return self.manifest["splits"][choose("split", split, self.manifest["splits"])]
 
 
-def open_store(data_dir, dataset: str, store: str) -> Store:
-    """The finished store ``store`` of ``dataset``; a ThesisError naming the ``prepare`` to run if missing."""
+def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
+    """The finished store ``store`` of ``dataset``; a ThesisError naming the ``prepare`` to run if missing
+    (``hint``: that command, when the caller knows more of it than the dataset, store and folder)."""
     from thesislib.datasets import get_dataset
     from thesislib.stores.manifest import read_manifest
 
@@ -105,5 +106,5 @@ def open_store(data_dir, dataset: str, store: str) -> Store:
     if not (path / "manifest.json").is_file():
         state = "is incomplete (no manifest.json)" if path.exists() else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
-                          f"`{prepare_command(dataset, store, data_dir)}`")
+                          f"`{hint or prepare_command(dataset, store, data_dir)}`")
     return Store(path, spec, read_manifest(path, dataset=dataset, store=store))
