@@ -92,6 +92,28 @@ def test_dali_rebuilds_its_pipeline_after_an_epoch_left_unfinished(prepared_cifa
     assert_same_batches(got, load(prepared_cifar10, "numpy", "npy-uint8", epochs=(1,)))
 
 
+def drop_and_exit(kept):
+    import os
+
+    kept.clear()  # the last reference: the pipeline is destroyed here, in the forked process
+    os._exit(0)
+
+
+def test_a_closed_dali_loader_leaves_no_pipeline_for_a_forked_process_to_hang_on(prepared_cifar10):
+    import multiprocessing
+
+    with DaliLoader(open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train", batch_size=BATCH) as reader:
+        next(iter(reader))
+        kept = [reader._pipe]  # as a reference cycle would keep it alive until some later collection
+    child = multiprocessing.get_context("fork").Process(target=drop_and_exit, args=(kept,))
+    child.start()
+    child.join(timeout=60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0, "destroying the pipeline in a forked process hung"
+
+
 def first_file(store):
     return sorted(sorted((store.path / "train").iterdir())[0].iterdir())[0]
 

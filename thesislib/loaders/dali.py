@@ -138,6 +138,19 @@ def split_reader_pipeline(folder, file_name: str, on_gpu: bool, **options):
     return pipeline(**options)
 
 
+def shutdown(pipe) -> None:
+    """Stop ``pipe``'s threads now; returns None (the pipeline is gone).
+
+    Left to the garbage collector, a dropped pipeline caught in a reference cycle may be collected in a
+    process forked later (a DataLoader worker, ``prepare``'s encoders), where its threads do not exist: its
+    destructor then waits forever on their condition variable. ``_shutdown`` is what ``Pipeline.__del__``
+    calls; DALI 2.4 has no public method for it.
+    """
+    if pipe is not None:
+        pipe._shutdown()
+    return None
+
+
 class DaliLoader(Loader):
     """DALI pipelines over an image-file store or a .npy store; see the module docstring."""
 
@@ -262,7 +275,7 @@ class DaliLoader(Loader):
             try:
                 self._resident = self._read_whole_split()
             except RuntimeError as exc:  # DALI reports a cuFile/GDS or read failure as RuntimeError
-                self._pipe = None
+                self._pipe = shutdown(self._pipe)
                 if self.npy_read == "reader":
                     raise ThesisError(f"DALI's numpy reader could not read the {self.split} split of "
                                       f"{self.store.path} ({exc}): use npy_read='stream'") from exc
@@ -303,7 +316,8 @@ class DaliLoader(Loader):
                                 mmap_mode=None)
 
     def _release_pipeline(self) -> None:
-        self._iterator = self._pipe = self._resident = None
+        self._iterator, self._resident = None, None
+        self._pipe = shutdown(self._pipe)
         self._finished = True
 
     def close(self) -> None:
