@@ -1,6 +1,7 @@
 """Every store is readable by the ordinary tool, with no thesislib import in the reading code."""
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -110,3 +111,15 @@ def test_float16_store_takes_half_the_bytes_of_float32(all_stores):
     size = {name: (paths[name] / "train_images.npy").stat().st_size for name in STORES if name.startswith("npy")}
     assert size["npy-float16"] * 2 - 128 <= size["npy-float32"] <= size["npy-float16"] * 2 + 128
     assert size["npy-uint8"] * 2 - 128 <= size["npy-float16"] <= size["npy-uint8"] * 2 + 128
+
+
+@pytest.mark.parametrize("stray, message", [("notes.txt", "is not named"), ("000000.png", "repeats sample 0")])
+def test_a_stray_file_in_an_image_store_is_named(all_stores, tmp_path, stray, message):
+    from thesislib.stores.imagefiles import list_files
+
+    copy = tmp_path / "files-png"
+    shutil.copytree(all_stores[1]["files-png"], copy)
+    last_class = sorted(path for path in (copy / "train").iterdir() if path.is_dir())[-1]
+    (last_class / stray).write_bytes(b"x")
+    with pytest.raises(ThesisError, match=f"{stray}.*{message}.*prepare"):
+        list_files(copy, "train")

@@ -97,6 +97,12 @@ def write_split(store_dir: Path, split: str, images, labels, classes, codec: str
     return total.hexdigest()
 
 
+def sample_index(file_name: str):
+    """The sample index of a store file's name (``000042.png`` -> 42); None for any other name."""
+    stem = file_name.split(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
 def list_files(store_dir, split: str) -> tuple:
     """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders."""
     root = Path(store_dir) / split
@@ -105,7 +111,12 @@ def list_files(store_dir, split: str) -> tuple:
     found = {}
     for label, folder in enumerate(sorted(entry.name for entry in os.scandir(root) if entry.is_dir())):
         for entry in os.scandir(root / folder):
-            found[int(entry.name.split(".", 1)[0])] = (Path(entry.path), label)
+            index = sample_index(entry.name)
+            if index is None or index in found:
+                what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
+                raise ThesisError(f"{entry.path} {what}: a store holds only the files prepare wrote; delete "
+                                  f"{store_dir} and run `python -m thesislib prepare` again")
+            found[index] = (Path(entry.path), label)
     missing = sorted(set(range(len(found))) ^ set(found))
     if missing:
         raise ThesisError(f"{root} lacks the file of sample {missing[0]}: delete {store_dir} and prepare again")
