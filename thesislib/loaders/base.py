@@ -100,7 +100,12 @@ class Loader(abc.ABC):
 class BatchLoader(Loader):
     """A loader whose ``dataset`` (a :class:`BatchDataset`) reads each batch in one call."""
 
-    dataset = None  # set by the subclass's __init__
+    batches_class = None  # the subclass's BatchDataset
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        self.dataset = self.batches_class(store, split)
+        self.dataset.check()
 
     def __iter__(self):
         yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
@@ -153,6 +158,12 @@ class BatchDataset(torch.utils.data.Dataset):
     def read(self, handle, indices):
         """(images (B, H, W, 3), labels (B,)) of the sorted ``indices``, as arrays or tensors."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Open and close once, so a missing or damaged file is named when the loader is made (the process
+        that reads reopens it lazily)."""
+        self.handle = self.open()
+        self.close()
 
     def __getitem__(self, indices):
         if self.handle is None:

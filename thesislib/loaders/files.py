@@ -50,7 +50,4 @@ class FilesLoader(BatchLoader):
     name = "files"
     store_kinds = ("files",)
     default_store = "files-jpeg"
-
-    def __init__(self, store, split, **kwargs):
-        super().__init__(store, split, **kwargs)
-        self.dataset = FileBatches(store, split)
+    batches_class = FileBatches

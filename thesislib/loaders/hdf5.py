@@ -62,8 +62,4 @@ class Hdf5Loader(BatchLoader):
     name = "hdf5"
     store_kinds = ("hdf5",)
     default_store = "hdf5"
-
-    def __init__(self, store, split, **kwargs):
-        super().__init__(store, split, **kwargs)
-        self.dataset = Hdf5Batches(store, split)
-        open_split(self.dataset.path, split, self.dataset.shape)[0].close()  # check now, reopen lazily
+    batches_class = Hdf5Batches

@@ -55,8 +55,4 @@ class NumpyLoader(BatchLoader):
     name = "numpy"
     store_kinds = ("npy",)
     default_store = "npy-uint8"
-
-    def __init__(self, store, split, **kwargs):
-        super().__init__(store, split, **kwargs)
-        self.dataset = NpyBatches(store, split)
-        self.dataset.open()  # check the files now (shape, truncation); the map itself is reopened lazily
+    batches_class = NpyBatches

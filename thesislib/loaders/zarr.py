@@ -60,8 +60,4 @@ class ZarrLoader(BatchLoader):
     name = "zarr"
     store_kinds = ("zarr",)
     default_store = "zarr"
-
-    def __init__(self, store, split, **kwargs):
-        super().__init__(store, split, **kwargs)
-        self.dataset = ZarrBatches(store, split)
-        open_split(self.dataset.path, split, self.dataset.shape)  # check now, reopen lazily
+    batches_class = ZarrBatches
