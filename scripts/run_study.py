@@ -21,6 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from thesislib.atomic import write_text  # standard library only: the other imports stay lazy
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -72,13 +74,6 @@ def new_run_dir(runs: Path, stamp: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"{runs}: 999 runs named {stamp}*: clean up the runs folder")
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically (a temporary file renamed onto ``path``): no half-written file is left."""
-    from thesislib.report import write_text as write_atomic
-
-    return write_atomic(path, text)
 
 
 def _reason(exc) -> str:

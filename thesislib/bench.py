@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from thesislib import __version__, pagecache
+from thesislib.atomic import write_atomic
 from thesislib.datasets import check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
@@ -308,12 +309,8 @@ def rewrite_with_row(path: Path, row: dict) -> None:
     if path.is_file() and path.stat().st_size:
         old = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         frame = pd.concat([old, frame], ignore_index=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_parquet(tmp, index=False) if path.suffix == ".parquet" else frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False) if path.suffix == ".parquet"
+                 else frame.to_csv(tmp, index=False))
 
 
 # ------------------------------------------------------------------------------------- notebook 04

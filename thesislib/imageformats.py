@@ -21,8 +21,6 @@ How each row is made (``settings_table`` shows it as a table):
 
 import dataclasses
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,6 +31,7 @@ import pandas as pd
 import tifffile
 from PIL import Image
 
+from thesislib.atomic import write_atomic
 from thesislib.errors import ThesisError
 from thesislib.paths import project_path
 
@@ -498,7 +497,7 @@ def plot_quality(curve: pd.DataFrame, table: pd.DataFrame, path=None):
 
 def _save_figure(fig, path):
     if path is not None:
-        _write_atomic(Path(path), lambda temporary: fig.savefig(temporary, dpi=150, format="png"))
+        write_atomic(Path(path), lambda temporary: fig.savefig(temporary, dpi=150, format="png"))
     return fig
 
 
@@ -538,19 +537,6 @@ def check_table_path(out_path) -> Path:
 
 def write_table(table: pd.DataFrame, out_path) -> Path:
     """Write the table as CSV to ``out_path``, atomically (a temporary file, then a rename)."""
-    return _write_atomic(check_table_path(out_path), lambda temporary: table.to_csv(temporary))
+    return write_atomic(check_table_path(out_path), lambda temporary: table.to_csv(temporary))
 
 
-def _write_atomic(path: Path, write) -> Path:
-    """Call ``write(temporary_path)`` in ``path``'s folder, then rename onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path

@@ -16,8 +16,6 @@ that ``bench`` appends to; without it the table falls back to what the result ro
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from thesislib.atomic import write_atomic, write_text
 from thesislib.datasets import DATASETS
 from thesislib.envinfo import LABELS as ENV_LABELS
 from thesislib.errors import ThesisError
@@ -277,25 +276,6 @@ def metrics_present(frame: pd.DataFrame) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, write) -> Path:
-    """Call ``write(temporary_path)``, then rename onto ``path``: no half-written file is ever left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    os.chmod(temporary, 0o644)   # mkstemp makes it private; results are meant to be read
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
-def write_text(path: Path, text: str) -> Path:
-    return _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 # One pass (str.translate), so that the braces of \textbackslash{} are not escaped again.
 _LATEX_SPECIAL = str.maketrans({"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                                 **{char: "\\" + char for char in "&%$#_{}"}})
@@ -331,7 +311,7 @@ def save_figure(figure, out_dir, name: str) -> list:
     if figure is None:
         return []
     out_dir = project_path(out_dir)
-    return [_write_atomic(out_dir / f"{name}.{kind}",
+    return [write_atomic(out_dir / f"{name}.{kind}",
                           lambda tmp, kind=kind: figure.savefig(tmp, format=kind, dpi=150,
                                                                 bbox_inches="tight",
                                                                 metadata=_STABLE_METADATA[kind]))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from thesislib import __version__
+from thesislib.atomic import write_text
 from thesislib.errors import ThesisError
 
 MANIFEST = "manifest.json"
@@ -50,9 +51,7 @@ def write_manifest(store_dir: Path, fields: dict) -> dict:
         "bytes_on_disk": bytes_on_disk(store_dir),
         "bytes_apparent": file_bytes(store_dir),
     }
-    tmp = store_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, store_dir / MANIFEST)
+    write_text(store_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 
