@@ -341,7 +341,7 @@ def model_predict(model, x, w, b):
 
 
 def model_partials(model, x, w, b):
-    """(∂y′/∂w, ∂y′/∂b) of ``model_predict`` at every x: sigmoid σ′(z)·(x, 1) with z = w·x + b, cubic (x³, 1)."""
+    """(∂y′/∂w, ∂y′/∂b) of ``model_predict`` at every x: sigmoid σ′(z)·(x, 1), z = w·x + b; cubic (x³, 1)."""
     return _PARTIALS[_check_model(model)](_array(x, "x"), float(w), float(b))
 
 
