@@ -6,6 +6,7 @@ file of at most :data:`FILE_LIMIT` bytes, decoded only if its header announces a
 :data:`~thesislib.sources.images.MAX_PIXELS` pixels, and only if ``--scale`` keeps it.
 """
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,10 @@ def class_files(root: Path) -> dict:
 
 def _load(paths: list, size: int, progress: bool, desc: str) -> np.ndarray:
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=None if progress else True, unit="img")):
-        images[i] = centre_square(decode_rgb(read_regular(path, FILE_LIMIT, FIX), path), size)
+    with tempfile.TemporaryFile() as sink:
+        for i, path in enumerate(tqdm(paths, desc=desc, disable=None if progress else True, unit="img")):
+            image = decode_rgb(read_regular(path, FILE_LIMIT, FIX), path, sink=sink)
+            images[i] = centre_square(image, size)
     return images
 
 

@@ -20,24 +20,35 @@ from thesislib.errors import ThesisError
 
 MAX_PIXELS = 50_000_000   # an ImageFolder photo: 50 megapixels (8660 x 5773) is more than any camera's JPEG
 REMOVE = "replace or remove the file"
+MAX_DETAIL = 300          # characters of the decoder's own messages kept in the one-line error
 
 
 @contextmanager
-def native_messages(captured: list):
-    """Route file descriptor 2 to a temporary file for the block; its text is appended to ``captured``."""
+def native_messages(captured: list, sink=None):
+    """Route file descriptor 2 to ``sink`` (a binary temporary file; one is made if None) for the block.
+
+    What C libraries wrote there meanwhile is appended to ``captured`` as one line. Pass one ``sink`` to a
+    loop of decodes: making a temporary file costs more than the redirection.
+    """
+    if sink is None:
+        with tempfile.TemporaryFile() as own:
+            with native_messages(captured, own):
+                yield captured
+        return
+    fd = sink.fileno()
     sys.stderr.flush()
-    with tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = " ".join(sink.read().decode(errors="replace").split())
-            if text:
-                captured.append(text)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        yield captured
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        written = os.lseek(fd, 0, os.SEEK_CUR)
+        if written:
+            captured.append(" ".join(os.pread(fd, written, 0).decode(errors="replace").split()))
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
 
 
 def check_pixels(image: Image.Image, name, max_pixels: int, shape=None) -> None:
@@ -51,11 +62,14 @@ def check_pixels(image: Image.Image, name, max_pixels: int, shape=None) -> None:
                           f"image may have (a decompression bomb?): {REMOVE}, or downscale it first")
 
 
-def decode_rgb(data: bytes, name, max_pixels: int = MAX_PIXELS, shape=None) -> Image.Image:
-    """The image in ``data`` as RGB; a one-line ThesisError naming ``name`` if it is corrupt or too large."""
+def decode_rgb(data: bytes, name, max_pixels: int = MAX_PIXELS, shape=None, sink=None) -> Image.Image:
+    """The image in ``data`` as RGB; a one-line ThesisError naming ``name`` if it is corrupt or too large.
+
+    ``sink``: a temporary file for the C libraries' messages (see :func:`native_messages`).
+    """
     messages = []
     try:
-        with native_messages(messages), warnings.catch_warnings(record=True):
+        with native_messages(messages, sink), warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
@@ -68,7 +82,7 @@ def decode_rgb(data: bytes, name, max_pixels: int = MAX_PIXELS, shape=None) -> I
         raise ThesisError(f"image {name} has more pixels than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} "
                           f"(a decompression bomb?): {REMOVE}") from exc
     except Exception as exc:  # Pillow's plugins raise many kinds of error on crafted or damaged files
-        detail = "; ".join([f"{type(exc).__name__}: {exc}", *messages])
+        detail = "; ".join([f"{type(exc).__name__}: {exc}", *messages])[:MAX_DETAIL]
         raise ThesisError(f"corrupt or unreadable image {name} ({detail}): {REMOVE}") from exc
 
 

@@ -12,6 +12,7 @@ Nothing in the source is trusted: a file name in ``val_annotations.txt`` must be
 """
 
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -115,9 +116,10 @@ def _val_items(tree: _Tree, label: dict) -> list:
 
 def _decode(tree: _Tree, names: list, progress: bool, desc: str) -> np.ndarray:
     images = np.empty((len(names), SIZE, SIZE, 3), dtype=np.uint8)
-    for i, name in enumerate(tqdm(names, desc=desc, disable=None if progress else True, unit="img")):
-        data = tree.read(name, IMAGE_LIMIT)
-        images[i] = np.asarray(decode_rgb(data, f"{tree.path}:{name}", SIZE * SIZE, shape=(SIZE, SIZE)))
+    with tempfile.TemporaryFile() as sink:
+        for i, name in enumerate(tqdm(names, desc=desc, disable=None if progress else True, unit="img")):
+            data = tree.read(name, IMAGE_LIMIT)
+            images[i] = np.asarray(decode_rgb(data, f"{tree.path}:{name}", SIZE * SIZE, (SIZE, SIZE), sink))
     return images
 
 
