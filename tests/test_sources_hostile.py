@@ -90,7 +90,8 @@ def test_crafted_cifar10_folder_through_the_cli_is_one_line_and_keeps_the_old_st
 
 # 2. Class names that would leave the data folder ----------------------------------------------------------
 
-@pytest.mark.parametrize("name", [b"../../escape", b"/etc", b"a\\b", b"..", b"", b"tab\there", b"x" * 101])
+@pytest.mark.parametrize("name", [b"../../escape", b"/etc", b"a\\b", b"..", b"", b"tab\there", b"x" * 101,
+                                  "c1\x85control".encode()])
 def test_unsafe_cifar10_label_name_is_refused(tmp_path, name):
     contents = cifar10_contents()
     contents["batches.meta"][b"label_names"][3] = name
@@ -287,6 +288,7 @@ TINY_DAMAGE = {
                            r"train/n07/images/n07_0.JPEG is not train/<wnid>/images/<file> with a wnid"),
     "unnumbered image": ("train/n01/images/n01_x.JPEG", jpeg(np.zeros((64, 64, 3), np.uint8)),
                          r"n01_x.JPEG is not named like the official images"),
+    "empty annotations": ("val/val_annotations.txt", b"\n", r"val_annotations.txt lists no images"),
     "repeated val file": ("val/val_annotations.txt", b"val_0.JPEG\tn01\nval_1.JPEG\tn01\nval_0.JPEG\tn02\n",
                           r"line 3 names 'val_0.JPEG', not a new plain file name"),
 }

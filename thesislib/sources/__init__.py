@@ -76,7 +76,7 @@ def kept_indices(counts: dict, scale: float, seed: int) -> dict:
     if scale >= 1:
         return {split: np.arange(count) for split, count in counts.items()}
     rng = np.random.default_rng([seed, 7])
-    return {split: np.sort(rng.choice(count, size=max(1, round(count * scale)), replace=False))
+    return {split: np.sort(rng.choice(count, size=min(count, max(1, round(count * scale))), replace=False))
             for split, count in counts.items()}
 
 

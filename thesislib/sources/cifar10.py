@@ -21,7 +21,7 @@ import numpy as np
 
 from thesislib.errors import ThesisError
 from thesislib.sources import LazySplit, check_class_names
-from thesislib.sources.files import MB, check_regular, check_relative, check_size, read_regular
+from thesislib.sources.files import MB, check_regular, check_relative, check_size, inside, read_regular
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -77,7 +77,7 @@ def _from_folder(path: Path) -> dict:
     missing = [name for name in _wanted() if not (folder / name).exists()]
     if missing:
         raise ThesisError(f"{folder} lacks {', '.join(missing)}: {FIX}")
-    return {name: read_regular(folder / name, _limit(name), FIX) for name in _wanted()}
+    return {name: read_regular(inside(folder, name, folder, FIX), _limit(name), FIX) for name in _wanted()}
 
 
 def _from_archive(path: Path) -> dict:
@@ -122,6 +122,8 @@ def _limit(name: str) -> int:
 def batch_arrays(batch: dict, where: str) -> tuple:
     """(rows uint8 (N, 3072), labels int64 (N,)) of one batch, checked against the official format."""
     data, labels = batch.get("data"), batch.get("labels")
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()   # a batch re-saved with NumPy labels
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_BYTES:
         described = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ThesisError(f"{where}: 'data' is {described}, not uint8 rows of {ROW_BYTES} bytes: {FIX}")

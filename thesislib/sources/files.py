@@ -8,6 +8,7 @@ archive member) must stay inside the source's folder once resolved.
 
 import os
 import stat
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from thesislib.errors import ThesisError
@@ -43,7 +44,7 @@ def check_size(size: int, limit: int, name, fix: str) -> None:
 def is_plain_name(name: str) -> bool:
     """True for one path component: not empty, no separator, not '.' or '..', no control character."""
     return (bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
-            and not any(ord(char) < 32 or ord(char) == 127 for char in name))
+            and not any(unicodedata.category(char) == "Cc" for char in name))
 
 
 def check_relative(name: str, where, fix: str) -> str:

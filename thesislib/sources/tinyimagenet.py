@@ -111,6 +111,8 @@ def _val_items(tree: _Tree, label: dict) -> list:
             raise ThesisError(f"{where}: line {number} has wnid {wnid!r}, which wnids.txt does not list: {FIX}")
         seen.add(file)
         items.append((f"val/images/{file}", label[wnid]))
+    if not items:
+        raise ThesisError(f"{where} lists no images: {FIX}")
     return sorted(items, key=lambda item: _number(item[0], where))
 
 
