@@ -29,9 +29,11 @@ def read_regular(path: Path, limit: int, fix: str) -> bytes:
                               f"end): remove it or replace it with the real file; {fix}")
         check_size(info.st_size, limit, path, fix)
         try:
-            return file.read(limit + 1)
+            data = file.read(limit + 1)
         except OSError as exc:
             raise ThesisError(f"cannot read {path} ({exc.strerror}): {fix}") from exc
+        check_size(len(data), limit, path, fix)   # it grew after fstat
+        return data
 
 
 def check_size(size: int, limit: int, name, fix: str) -> None:
