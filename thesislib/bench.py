@@ -34,6 +34,7 @@ from thesislib.loaders.sampler import check_batch_size, check_seed, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
+from thesislib.progress import repeat_bar, wanted
 from thesislib.results import COLUMNS, append_line, append_row, check_results_path  # noqa: F401
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
@@ -154,7 +155,7 @@ class Run:
         self.close()
         pagecache.evict(self.files)
 
-    def measure(self) -> tuple:
+    def measure(self, on_batch=None) -> tuple:
         """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
         cache measure run before the profiler starts; later evictions are left out of its CPU figures."""
         if self.config.cold:
@@ -164,7 +165,7 @@ class Run:
             epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,
                          self.config.device, before_epoch=lambda epoch: self.evict_again(epoch, profiler),
                          after_epoch=lambda _: profiler.sample_memory(),
-                         first_batches=profiler.sample_soon)
+                         first_batches=profiler.sample_soon, on_batch=on_batch)
             resources = profiler.stop()
         return epochs, figures(epochs, resources)
 
@@ -186,11 +187,13 @@ class Run:
         self.close()
 
 
-def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
-    """One repeat of a validated ``config``: its results row."""
+def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "",
+             bar: bool = False) -> dict:
+    """One repeat of a validated ``config``: its results row (``bar``: a progress bar on stderr)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with Run(config, store) as run:
-        epochs, measured = run.measure()
+    label = f"repeat {repeat + 1}/{config.repeats}"
+    with Run(config, store) as run, repeat_bar(run.train, config.epochs, label, bar) as on_batch:
+        epochs, measured = run.measure(on_batch)
     return {
         "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
         "loader": config.loader, "store": store.name, "dataset": config.dataset, "scale": config.scale,
@@ -215,7 +218,7 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
     if results is not None:
         append_environment(results, run_id, config.data_dir)
     for repeat in range(config.repeats):
-        rows.append(run_once(config, store, repeat, run_id, commit))
+        rows.append(run_once(config, store, repeat, run_id, commit, bar=progress and wanted()))
         if results is not None:
             append_row(results, rows[-1])
         if progress:
