@@ -71,10 +71,10 @@ def test_a_crash_in_a_later_repeat_keeps_the_earlier_rows(prepared_cifar10, tmp_
     results = tmp_path / "results.csv"
     real = bench.run_once
 
-    def crash_on_second(config, store, repeat, run_id, commit=""):
+    def crash_on_second(config, store, repeat, run_id, commit="", **options):
         if repeat == 1:
             raise RuntimeError("simulated crash")
-        return real(config, store, repeat, run_id, commit)
+        return real(config, store, repeat, run_id, commit, **options)
 
     monkeypatch.setattr(bench, "run_once", crash_on_second)
     with pytest.raises(RuntimeError):

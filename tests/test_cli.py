@@ -199,3 +199,30 @@ def test_warnings_and_c_level_lines_are_kept_off_stderr_while_python_lines_pass(
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and done.stderr.splitlines() == ["progress line", "after"], done.stderr
+
+
+@pytest.mark.slow
+def test_killing_bench_leaves_no_orphan_worker(prepared_cifar10, tmp_path):
+    """A bench killed with SIGKILL (as the OOM killer does) leaves no loader worker alive for long."""
+    import signal
+    import time
+
+    import psutil
+
+    bench = subprocess.Popen([sys.executable, "-m", "thesislib", "bench", "--loader", "numpy", "--dataset",
+                              "cifar10", "--scale", "0.005", "--data-dir", str(prepared_cifar10), "--results",
+                              str(tmp_path / "r.csv"), "--num-workers", "2", "--model", "sleep:200", "--epochs",
+                              "100", "--batch-size", "8", "--quiet"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    parent, workers = psutil.Process(bench.pid), []
+    end = time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < end and bench.poll() is None:
+        workers = parent.children(recursive=True)
+        time.sleep(0.2)
+    assert len(workers) >= 2
+    bench.send_signal(signal.SIGKILL)
+    bench.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    for worker in alive:
+        worker.kill()
+    assert not alive
