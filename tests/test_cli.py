@@ -226,3 +226,16 @@ def test_killing_bench_leaves_no_orphan_worker(prepared_cifar10, tmp_path):
     for worker in alive:
         worker.kill()
     assert not alive
+
+
+def test_a_message_quoting_a_librarys_lines_is_still_printed_as_one_line(capsys, monkeypatch):
+    def fail(args):
+        raise ThesisError("cannot read data.h5 (HDF5-DIAG: Error detected\n  #000: H5F.c line 1 in H5Fopen)\n: "
+                          "delete the store and prepare it again")
+
+    monkeypatch.setitem(cli.COMMANDS, "env", fail)
+    one_line_error(capsys, main(["env"]), "HDF5-DIAG: Error detected #000: H5F.c", "prepare it again")
+
+
+def test_report_html_of_a_folder_without_a_run_is_one_line(capsys, tmp_path):
+    one_line_error(capsys, main(["report", "--html", "--run", str(tmp_path)]), "05_results.ipynb", "make run")

@@ -378,7 +378,7 @@ def main(argv=None) -> int:
         with quiet_libraries():
             COMMANDS[args.command](args)
     except ThesisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(exc.one_line(), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

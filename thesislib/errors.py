@@ -11,7 +11,11 @@ class ThesisError(Exception):
     def _render_traceback_(self) -> list:
         """IPython's protocol for how an exception is shown: in a notebook (and so at the end of papermill's
         failure message and in ``make run``'s summary) the command line's one line, not a traceback."""
-        return [f"error: {self}"]
+        return [self.one_line()]
+
+    def one_line(self) -> str:
+        """``error: <message>`` on one line (a library's multi-line text quoted in it joined by spaces)."""
+        return "error: " + " ".join(line.strip() for line in str(self).splitlines() if line.strip())
 
 
 def choose(kind: str, name: str, valid) -> str:
