@@ -39,7 +39,7 @@ CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
 
 def test_results_columns_are_the_contracts_in_its_order_and_then_the_extra_ones():
     assert list(COLUMNS[:27]) == CONTRACT_COLUMNS
-    assert list(COLUMNS[27:]) == ["cache_state", "cached_pct", "thesislib_version"]
+    assert list(COLUMNS[27:30]) == ["cache_state", "cached_pct", "thesislib_version"]
 
 
 def test_two_repeats_write_two_complete_rows_and_one_environment_line(prepared_cifar10, tmp_path):
@@ -71,10 +71,10 @@ def test_a_crash_in_a_later_repeat_keeps_the_earlier_rows(prepared_cifar10, tmp_
     results = tmp_path / "results.csv"
     real = bench.run_once
 
-    def crash_on_second(config, store, repeat, run_id, commit=""):
+    def crash_on_second(config, store, repeat, run_id, commit="", **options):
         if repeat == 1:
             raise RuntimeError("simulated crash")
-        return real(config, store, repeat, run_id, commit)
+        return real(config, store, repeat, run_id, commit, **options)
 
     monkeypatch.setattr(bench, "run_once", crash_on_second)
     with pytest.raises(RuntimeError):
@@ -85,7 +85,7 @@ def test_a_crash_in_a_later_repeat_keeps_the_earlier_rows(prepared_cifar10, tmp_
 def test_an_older_results_file_without_the_new_columns_is_extended(prepared_cifar10, tmp_path):
     results = tmp_path / "results.csv"
     first = run_protocol(config(prepared_cifar10, repeats=1, model="none"))[0]
-    pd.DataFrame([{key: first[key] for key in COLUMNS[:-3]}]).to_csv(results, index=False)
+    pd.DataFrame([{key: first[key] for key in COLUMNS[:27]}]).to_csv(results, index=False)
     run_protocol(config(prepared_cifar10, repeats=1, model="none"), results=results)
     frame = pd.read_csv(results)
     assert list(frame.columns) == list(COLUMNS) and len(frame) == 2

@@ -13,11 +13,8 @@ before the profiler starts, the later evictions before each epoch's timer under 
 outside ``cpu_util_pct``; the GPU and memory samplers keep running through them).
 """
 
-import csv
-import io
 import json
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -29,7 +26,6 @@ from pathlib import Path
 import torch
 
 from thesislib import __version__, pagecache
-from thesislib.atomic import write_atomic
 from thesislib.datasets import check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
@@ -38,15 +34,11 @@ from thesislib.loaders.sampler import check_batch_size, check_seed, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
+from thesislib.progress import repeat_bar, wanted
+from thesislib.results import COLUMNS, append_line, append_row, check_results_path  # noqa: F401
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
-COLUMNS = (
-    "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
-    "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
-    "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
-    "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc", "cache_state", "cached_pct", "thesislib_version",
-)
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, N a GPU's index
 
 
@@ -163,7 +155,7 @@ class Run:
         self.close()
         pagecache.evict(self.files)
 
-    def measure(self) -> tuple:
+    def measure(self, on_batch=None) -> tuple:
         """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
         cache measure run before the profiler starts; later evictions are left out of its CPU figures."""
         if self.config.cold:
@@ -173,7 +165,7 @@ class Run:
             epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,
                          self.config.device, before_epoch=lambda epoch: self.evict_again(epoch, profiler),
                          after_epoch=lambda _: profiler.sample_memory(),
-                         first_batches=profiler.sample_soon)
+                         first_batches=profiler.sample_soon, on_batch=on_batch)
             resources = profiler.stop()
         return epochs, figures(epochs, resources)
 
@@ -195,11 +187,13 @@ class Run:
         self.close()
 
 
-def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
-    """One repeat of a validated ``config``: its results row."""
+def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "",
+             bar: bool = False) -> dict:
+    """One repeat of a validated ``config``: its results row (``bar``: a progress bar on stderr)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with Run(config, store) as run:
-        epochs, measured = run.measure()
+    label = f"repeat {repeat + 1}/{config.repeats}"
+    with Run(config, store) as run, repeat_bar(run.train, config.epochs, label, bar) as on_batch:
+        epochs, measured = run.measure(on_batch)
     return {
         "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
         "loader": config.loader, "store": store.name, "dataset": config.dataset, "scale": config.scale,
@@ -224,7 +218,7 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
     if results is not None:
         append_environment(results, run_id, config.data_dir)
     for repeat in range(config.repeats):
-        rows.append(run_once(config, store, repeat, run_id, commit))
+        rows.append(run_once(config, store, repeat, run_id, commit, bar=progress and wanted()))
         if results is not None:
             append_row(results, rows[-1])
         if progress:
@@ -239,14 +233,6 @@ def report_progress(row: dict, config: BenchConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------- results file
-def check_results_path(results) -> Path:
-    path = project_path(results)
-    if path.suffix not in (".csv", ".parquet"):
-        raise ThesisError(f"--results {results}: the file must end in .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def env_path(results) -> Path:
     """``<results>.env.jsonl``: one JSON line per protocol run (its environment)."""
     path = Path(results)
@@ -258,59 +244,6 @@ def append_environment(results, run_id: str, data_dir) -> None:
 
     line = json.dumps({"run_id": run_id, **envinfo.environment(data_dir)}, default=str)
     append_line(env_path(results), line + "\n")
-
-
-def append_line(path: Path, text: str) -> None:
-    """Append ``text`` and flush it to the disk before returning."""
-    with open(path, "a", encoding="utf-8", newline="") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def cell(value) -> str:
-    """A CSV cell: NaN and None empty, floats in full precision."""
-    if value is None or isinstance(value, float) and math.isnan(value):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def append_row(results, row: dict) -> None:
-    """Append one row to a .csv (appended in place) or .parquet (rewritten atomically) results file."""
-    path = Path(results)
-    if path.suffix == ".csv" and csv_header(path) in (None, list(COLUMNS)):
-        write_csv_line(path, row, header=csv_header(path) is None)
-    else:
-        rewrite_with_row(path, row)
-
-
-def csv_header(path: Path):
-    """The header of an existing CSV file, or None for a missing or empty one."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    with open(path, newline="", encoding="utf-8") as file:
-        return next(csv.reader(file), None)
-
-
-def write_csv_line(path: Path, row: dict, header: bool) -> None:
-    lines = [list(COLUMNS)] if header else []
-    lines.append([cell(row.get(column)) for column in COLUMNS])
-    text = io.StringIO()
-    csv.writer(text).writerows(lines)
-    append_line(path, text.getvalue())
-
-
-def rewrite_with_row(path: Path, row: dict) -> None:
-    """Older rows plus ``row`` into a temporary file, renamed over ``path`` (Parquet, or a CSV of another
-    column set)."""
-    import pandas as pd
-
-    frame = pd.DataFrame([{column: row.get(column) for column in COLUMNS}])
-    if path.is_file() and path.stat().st_size:
-        old = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        frame = pd.concat([old, frame], ignore_index=True)
-    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False) if path.suffix == ".parquet"
-                 else frame.to_csv(tmp, index=False))
 
 
 # ------------------------------------------------------------------------------------- notebook 04
