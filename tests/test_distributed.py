@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from torch.utils.data import DistributedSampler
 
-from thesislib.bench import aggregate_ranks
+from thesislib.bench import aggregate_rank_frame, aggregate_ranks
 from thesislib.distributed import agreed_message, rank_and_world
 from thesislib.errors import ThesisError
 from thesislib.loaders.sampler import batch_count, epoch_batches, epoch_order, rank_share
@@ -104,6 +104,14 @@ def test_a_repeats_rank_rows_combine_into_the_slowest_time_and_summed_throughput
     assert row["data_s_mean"] == 0.5 and row["data_s_min"] == 0.1  # the straggler's wait shows
     assert row["train_loss"] == 1.5 and row["loader"] == "numpy" and "rank" not in row
     assert math.isnan(row["peak_vram_mb"])  # no GPU on any rank stays NaN, not 0
+
+
+def test_rows_of_single_process_runs_pass_the_rank_aggregate_unchanged():
+    frame = pd.DataFrame({"run_id": ["a", "a", "b"], "repeat": [0, 1, 0], "images_per_s": [1.0, 2.0, 3.0],
+                          "data_s_mean": [0.1, 0.2, 0.3], "world_size": [1, 1, math.nan]})
+    combined = aggregate_rank_frame(frame)
+    assert combined["images_per_s"].tolist() == [1.0, 2.0, 3.0] and combined["world_size"].tolist() == [1, 1, 1]
+    assert combined["data_s_min"].tolist() == combined["data_s_mean"].tolist()
 
 
 # ------------------------------------------------------------------------- real processes

@@ -200,9 +200,11 @@ class Run:
             raise
 
     def evict(self) -> None:
-        """Close the loaders' files and maps and drop the store from the page cache."""
+        """Close the loaders' files and maps and drop the store from the page cache; under torchrun, wait
+        until every rank has (ranks on one server share its page cache)."""
         self.close()
         pagecache.evict(self.files)
+        distributed.barrier()
 
     def measure(self) -> tuple:
         """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
@@ -334,8 +336,8 @@ def aggregate_rank_frame(frame):
     :func:`aggregate_ranks` does (rows of single-process runs pass unchanged, but for ``data_s_min``)."""
     import pandas as pd
 
-    if "rank" not in frame:
-        frame = frame.assign(rank=0, world_size=1)
+    frame = frame.assign(rank=frame.get("rank", 0), world_size=frame.get("world_size", 1))
+    frame = frame.fillna({"rank": 0, "world_size": 1})  # rows written before the columns existed
     keys = ["run_id", "repeat"]
     how = {column: RANK_AGGREGATES.get(column, "first") for column in frame.columns
            if column not in keys and column != "rank"}
