@@ -99,7 +99,13 @@ def process_group(device: str = "cpu"):
     name = backend(device)
     if name == "nccl":
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(name, timeout=timedelta(seconds=timeout_s()))
+    try:
+        dist.init_process_group(name, timeout=timedelta(seconds=timeout_s()))
+    except dist.DistError as exc:
+        raise ThesisError(f"rank {rank_and_world()[0]} could not join the other ranks at "
+                          f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({type(exc).__name__}: "
+                          f"{first_line(exc)}): check torchrun's --rdzv-endpoint (or --master-addr/--master-port) "
+                          "and that every server reaches it") from exc
     try:
         yield
     except dist.DistError as exc:
