@@ -309,13 +309,14 @@ def report_progress(rows: list, config: BenchConfig) -> None:
           f"{row['stall_pct']:.1f}%, train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
 
 
-# How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
-# throughput and memory add up over the ranks' processes, the longest data wait is the straggler's.
 def total(column):
     """The sum of a column's values; NaN if all are NaN (pandas' plain sum would give 0)."""
     return column.sum(min_count=1)
 
 
+# How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
+# throughput and memory add up over the ranks' processes, the longest data wait (and stall) is the
+# straggler's; the other columns (the run's settings) are the same on every rank: the first is kept.
 RANK_AGGREGATES = {
     "total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", "stall_pct": "max",
     "images_per_s": total, "peak_ram_mb": total, "peak_vram_mb": total, "gpu_util_pct": "mean",
