@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from torch.utils.data import DistributedSampler
 
 from thesislib.bench import aggregate_rank_frame, aggregate_ranks
-from thesislib.distributed import agreed_message, rank_and_world
+from thesislib.distributed import agreed_message, rank_and_world, rank_device, timeout_s
 from thesislib.errors import ThesisError
 from thesislib.loaders.sampler import batch_count, epoch_batches, epoch_order, rank_share
 
@@ -87,6 +88,33 @@ def test_without_torchrun_a_process_is_rank_0_of_1(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     assert rank_and_world() == (0, 1)
+
+
+def launched_as(monkeypatch, rank: int, world_size: int) -> None:
+    """The environment torchrun gives rank ``rank`` of ``world_size`` (no process group is made)."""
+    for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", world_size),
+                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", 29500)):
+        monkeypatch.setenv(name, str(value))
+
+
+def test_under_torchrun_the_rank_comes_from_its_environment(monkeypatch):
+    launched_as(monkeypatch, 1, 2)
+    assert rank_and_world() == (1, 2) and rank_device("cpu") == "cpu"
+
+
+def test_under_torchrun_a_rank_refuses_a_named_gpu_or_a_missing_one(monkeypatch):
+    launched_as(monkeypatch, 3, 4)
+    with pytest.raises(ThesisError, match="--device cuda:1: under torchrun each rank uses the GPU of its LOCAL"):
+        rank_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ThesisError, match="LOCAL_RANK 3 but this server has 2 CUDA GPU.*--nproc-per-node 2"):
+        rank_device("cuda")
+
+
+def test_a_bad_timeout_setting_is_one_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("THESISLIB_DIST_TIMEOUT_S", "soon")
+    with pytest.raises(ThesisError, match="THESISLIB_DIST_TIMEOUT_S='soon': set it to a number of seconds"):
+        timeout_s()
 
 
 def test_agreed_errors_name_the_failed_ranks_once():

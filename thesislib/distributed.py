@@ -9,10 +9,12 @@ No rank may be left waiting in a collective call for a rank that has failed:
 
 * :func:`agreed` runs a set-up step on every rank and all-gathers its outcome, so an error on one rank
   (a missing store on one server, a bad rank count) becomes the same one-line ThesisError on every rank;
-* a rank that fails during training exits; ``torchrun`` then stops the others, and gloo's collectives fail
-  at once when a peer's connection closes. :data:`TIMEOUT_S` bounds any other wait (NCCL across servers):
-  set ``THESISLIB_DIST_TIMEOUT_S`` to change it. A failed collective becomes a ThesisError that says
-  another rank stopped.
+* a rank that fails during training prints its one line and exits; ``torchrun`` then stops the others
+  (a rank whose gloo collective notices the closed connection first ends with gloo's own RuntimeError,
+  which says that a remote worker crashed). :data:`TIMEOUT_S` bounds any other wait (NCCL across
+  servers): set ``THESISLIB_DIST_TIMEOUT_S`` to change it. torch's own distributed errors
+  (``torch.distributed.DistError``: a timeout, a lost store) become a ThesisError saying another rank
+  stopped, and so does a failure to join the others.
 """
 
 import os
