@@ -25,8 +25,8 @@ FORMATS = {  # manifest kind -> format module: one line per format, in the repor
     "npy": "thesislib.stores.npy",
     "hdf5": "thesislib.stores.hdf5",
     "zarr": "thesislib.stores.zarr",
-    # "lmdb": "thesislib.stores.lmdb",
-    # "parquet": "thesislib.stores.parquet",
+    "lmdb": "thesislib.stores.lmdb",
+    "parquet": "thesislib.stores.parquet",
 }
 
 
