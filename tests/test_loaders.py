@@ -7,7 +7,7 @@ import torch
 from thesislib.errors import ThesisError
 from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, make_loader
 from thesislib.loaders import memory as memory_loader
-from thesislib.loaders.base import BufferPool, gather, gather_pool
+from thesislib.loaders.base import gather, gather_pool
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import open_store
 
