@@ -25,6 +25,8 @@ FORMATS = {  # manifest kind -> format module: one line per format, in the repor
     "npy": "thesislib.stores.npy",
     "hdf5": "thesislib.stores.hdf5",
     "zarr": "thesislib.stores.zarr",
+    "tfrecord": "thesislib.stores.tfrecord",
+    "webdataset": "thesislib.stores.webdataset",
     # "lmdb": "thesislib.stores.lmdb",
     # "parquet": "thesislib.stores.parquet",
 }

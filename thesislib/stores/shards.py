@@ -1,7 +1,7 @@
 """What the sharded stores (``tfrecord``, ``webdataset``) share: the JPEG bytes of ``files-jpeg`` and the
 cut of a split into shards.
 
-Both stores hold, for every sample, exactly the bytes ``files-jpeg`` holds (:func:`imagefiles.encode` with
+Both stores hold, for every sample, exactly the bytes ``files-jpeg`` holds (:func:`thesislib.stores.imagefiles.encode` with
 the ``jpeg`` codec), so the JPEG loaders decode the same pixels from any of the three. A split is cut into
 shards of consecutive samples (sample ``i`` lives in the shard whose range holds ``i``) of about
 :data:`SHARD_BYTES` each; a split with enough samples gets at least :data:`MIN_SHARDS` shards, and the count
@@ -16,7 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from thesislib.stores import imagefiles
+from thesislib.stores.base import damaged
+from thesislib.stores.imagefiles import encode
 
 SHARD_BYTES = 100 * 2**20   # target shard size
 MIN_SHARDS = 16             # shards per split (a multiple of this), when the split has that many samples
@@ -37,7 +38,7 @@ def shard_bounds(num_samples: int, num_shards: int) -> np.ndarray:
 
 
 def _encode_chunk(images) -> list:
-    return [imagefiles.encode(image, "jpeg") for image in images]
+    return [encode(image, "jpeg") for image in images]
 
 
 def jpeg_bytes(images):
@@ -62,16 +63,15 @@ class JpegDigest:
         return self.total.hexdigest()
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def estimate_bytes(images, overhead: int) -> float:
     """About how many bytes the split's JPEGs take in shards, each with ``overhead`` bytes of framing,
     from the mean size of its first few images."""
     head = _encode_chunk(images[:64])
     return (sum(map(len, head)) / len(head) + overhead) * len(images)
+
+
+def check_shards(paths, what: str) -> None:
+    """A ThesisError (:func:`damaged`) naming the first of a split's shard files that is missing."""
+    for path in paths:
+        if not path.is_file():
+            raise damaged(path, f"is missing ({what})")

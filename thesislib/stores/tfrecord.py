@@ -23,12 +23,13 @@ from PIL import Image, UnidentifiedImageError
 
 from thesislib.errors import ThesisError
 from thesislib.stores import shards
+from thesislib.stores.base import Reader, StoreSpec, damaged
 
+KIND = "tfrecord"
+STORES = [StoreSpec("tfrecord", KIND, "uint8", "jpeg", lossless=False)]
+LOADER = "tfrecord"  # random access through the offset indexes; the ``tfdata`` loader streams the shards
 IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
 RECORD_OVERHEAD = 16 + 60  # framing + the Example's keys and lengths, for the shard-size estimate
-LAYOUT = {"format": "TFRecord shards of tf.train.Example (image/encoded: files-jpeg bytes, "
-                    "image/class/label: int64), an .idx of '<offset> <length>' per shard",
-          "codec": "jpeg", "lossless": False}
 
 
 def shard_path(store_dir, split: str, shard: int) -> Path:
@@ -139,35 +140,43 @@ def parse_example(data: bytes) -> tuple:
 
 # -- writing -----------------------------------------------------------------------------------------------
 
-def write_split(store_dir, split: str, images, labels, progress=None) -> tuple:
-    """Write a split as shards plus their indexes; return (checksums, layout): the checksums hold each
-    file's SHA-256 and ``jpeg_sha256``, equal to ``files-jpeg``'s ``files_sha256``."""
+def write_split(store_dir, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    """Write a split as shards plus their indexes; return ``shards`` (their count) and
+    ``jpeg_files_sha256``, the SHA-256 of the JPEGs' digests: ``files-jpeg``'s ``files_sha256``."""
     count = shards.shard_count(len(labels), shards.estimate_bytes(images, RECORD_OVERHEAD))
     bounds = shards.shard_bounds(len(labels), count)
-    jpegs, digest, files = shards.jpeg_bytes(images), shards.JpegDigest(), {}
+    jpegs, digest = shards.jpeg_bytes(images), shards.JpegDigest()
     for shard in range(count):
-        path, index = shard_path(store_dir, split, shard), index_path(store_dir, split, shard)
-        lines, offset = [], 0
-        with open(path, "wb") as file:
+        offsets = []
+        with open(shard_path(store_dir, split, shard), "wb") as file:
             for sample in range(bounds[shard], bounds[shard + 1]):
                 jpeg = next(jpegs)
                 digest.update(jpeg)
-                record = frame(encode_example(jpeg, labels[sample]))
-                file.write(record)
-                lines.append(f"{offset} {len(record)}\n")
-                offset += len(record)
+                offsets.append((file.tell(), file.write(frame(encode_example(jpeg, labels[sample])))))
                 if progress is not None:
                     progress.update(1)
-        index.write_text("".join(lines))
-        files.update({p.name: shards.file_sha256(p) for p in (path, index)})
-    return ({"jpeg_sha256": digest.hexdigest(), "files_sha256": files},
-            {**LAYOUT, "shards": {split: np.diff(bounds).tolist()}})
+        index_path(store_dir, split, shard).write_text("".join(f"{o} {n}\n" for o, n in offsets))
+    return {"shards": count, "jpeg_files_sha256": digest.hexdigest()}
 
 
-def data_files(store_dir, split: str, shard_sizes) -> list:
-    """The split's shard files and their indexes, in shard order."""
-    return [path for shard in range(len(shard_sizes))
-            for path in (shard_path(store_dir, split, shard), index_path(store_dir, split, shard))]
+def layout(spec, shape) -> dict:
+    return {"format": "TFRecord shards <split>-%06d.tfrecord of tf.train.Example (image/encoded: the files-jpeg "
+                      "bytes, image/class/label: int64), each with an index <split>-%06d.idx of "
+                      "'<offset> <length>' per record", "codec": "jpeg", "lossless": False,
+            "shard_bytes": shards.SHARD_BYTES, "min_shards": shards.MIN_SHARDS}
+
+
+def data_files(store_dir) -> list:
+    return sorted([*Path(store_dir).glob("*.tfrecord"), *Path(store_dir).glob("*.idx")])
+
+
+def split_shards(store, split: str) -> list:
+    """The split's shard files in shard order (their count from the manifest), checked to exist."""
+    count = int(store.manifest["checksums"][split]["shards"])
+    paths = [shard_path(store.path, split, shard) for shard in range(count)]
+    shards.check_shards([path for shard in range(count) for path in (paths[shard], index_path(
+        store.path, split, shard))], f"shard of {split}")
+    return paths
 
 
 # -- random access -----------------------------------------------------------------------------------------
@@ -179,8 +188,7 @@ def decode_jpeg(data: bytes, where: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise ThesisError(f"corrupt JPEG in {where} ({exc}): delete the store folder and run "
-                          "`python -m thesislib prepare` again") from exc
+        raise damaged(where, f"holds a corrupt JPEG ({exc})") from exc
 
 
 def read_index(path, expected: int) -> np.ndarray:
@@ -188,77 +196,76 @@ def read_index(path, expected: int) -> np.ndarray:
     try:
         rows = np.loadtxt(path, dtype=np.int64, ndmin=2)
     except (OSError, ValueError) as exc:
-        raise ThesisError(f"cannot read the record index {path} ({exc}): delete the store folder and run "
-                          "`python -m thesislib prepare` again") from exc
-    if rows.shape != (expected, 2) and not (expected == 0 and rows.size == 0):
-        raise ThesisError(f"{path} lists {len(rows)} records, the manifest says {expected}: delete the store "
-                          "folder and run `python -m thesislib prepare` again")
+        raise damaged(path, f"is not a readable record index ({exc})") from exc
+    if rows.shape != (expected, 2):
+        raise damaged(path, f"lists {len(rows)} records, the manifest's cut of the split says {expected}")
     return rows
 
 
-class RecordReader:
-    """Random access to a split's records by sample index, through the offset indexes: picklable, opens
-    its files lazily in the process that reads. ``read(sorted indices) -> (images, labels)``."""
+def open_shard(path, index, expected: int) -> tuple:
+    """(file descriptor, index rows) of one shard, checked: its index lists ``expected`` records and the
+    file is as long as the index says."""
+    rows = read_index(index, expected)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise damaged(path, f"cannot be opened ({exc.strerror})") from exc
+    if os.fstat(fd).st_size != rows[-1].sum():
+        os.close(fd)
+        raise damaged(path, f"is {os.path.getsize(path)} bytes, its index says {rows[-1].sum()} (truncated?)")
+    return fd, rows
 
-    def __init__(self, store_dir, split: str, shard_sizes, shape):
-        self.store_dir, self.split, self.shape = Path(store_dir), split, tuple(shape)
-        self.sizes = [int(size) for size in shard_sizes]
-        self.starts = np.cumsum([0, *self.sizes])
-        self.files = None  # per shard: (file descriptor, index rows), opened by :meth:`open`
 
-    def open(self) -> None:
-        if self.files is None:
-            self.files = [self._open_shard(shard) for shard in range(len(self.sizes))]
+class RecordReader(Reader):
+    """Random access to a split's records by sample index, through the offset indexes: one ``pread`` per
+    record (the batch's sorted indices walk each shard forward), both CRCs checked, the JPEG decoded by
+    Pillow as ``files`` decodes ``files-jpeg``."""
 
-    def _open_shard(self, shard: int) -> tuple:
-        rows = read_index(index_path(self.store_dir, self.split, shard), self.sizes[shard])
-        path = shard_path(self.store_dir, self.split, shard)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise ThesisError(f"cannot open {path} ({exc.strerror}): delete the store folder and run "
-                              "`python -m thesislib prepare` again") from exc
-        if len(rows) and os.fstat(fd).st_size < rows[-1].sum():
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.paths = split_shards(store, split)
+        self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
+
+    def open(self):
+        return [open_shard(path, index_path(self.path, self.split, shard), self.starts[shard + 1] - self.starts[shard])
+                for shard, path in enumerate(self.paths)]
+
+    def close_handle(self, handle) -> None:
+        for fd, _ in handle:
             os.close(fd)
-            raise ThesisError(f"{path} is truncated (its index ends at byte {rows[-1].sum()}): delete the store "
-                              "folder and run `python -m thesislib prepare` again")
-        return fd, rows
 
-    def record(self, index: int) -> tuple:
+    def record(self, handle, index: int) -> tuple:
         """(JPEG bytes, label) of sample ``index``."""
         shard = int(np.searchsorted(self.starts, index, side="right")) - 1
-        fd, rows = self.files[shard]
+        fd, rows = handle[shard]
         offset, length = rows[index - self.starts[shard]]
         try:
             return parse_example(unframe(os.pread(fd, int(length), int(offset))))
-        except (ValueError, IndexError) as exc:
-            path = shard_path(self.store_dir, self.split, shard)
-            raise ThesisError(f"record of sample {index} at byte {offset} of {path} is corrupt ({exc}): "
-                              "delete the store folder and run `python -m thesislib prepare` again") from exc
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise damaged(self.paths[shard], f"holds a corrupt record at byte {offset} (sample {index}: {exc})"
+                          ) from exc
 
-    def read(self, indices) -> tuple:
-        self.open()
+    def read_from(self, handle, indices) -> tuple:
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
         labels = np.empty(len(indices), dtype=np.int64)
         for row, index in enumerate(indices):
-            jpeg, labels[row] = self.record(int(index))
-            images[row] = self._checked(decode_jpeg(jpeg, f"sample {index} of {self.store_dir}"), index)
+            jpeg, labels[row] = self.record(handle, int(index))
+            images[row] = self.checked(decode_jpeg(jpeg, f"sample {index} of {self.path}"), index)
         return images, labels
 
-    def _checked(self, image, index) -> np.ndarray:
+    def checked(self, image, index) -> np.ndarray:
         if image.shape != self.shape[1:]:
-            height, width = self.shape[1:3]
-            raise ThesisError(f"sample {index} of {self.store_dir} is {image.shape[1]}x{image.shape[0]}, the "
-                              f"store's images are {width}x{height}: delete the store folder and prepare again")
+            raise damaged(f"sample {index} of {self.path}", f"is {image.shape[1]}x{image.shape[0]}, the store's "
+                          f"images are {self.shape[2]}x{self.shape[1]}")
         return image
 
-    def close(self) -> None:
-        files, self.files = self.files, None
-        for fd, _ in files or ():
-            os.close(fd)
 
-    def __getstate__(self):
-        return {**self.__dict__, "files": None}
+def reader(store, split: str) -> RecordReader:
+    return RecordReader(store, split)
+
+
+def unavailable_reason():
+    return None
 
 
 # -- reading back with TensorFlow --------------------------------------------------------------------------
@@ -278,22 +285,20 @@ def import_tensorflow():
 
 
 def read_back_records(store_dir, split: str) -> tuple:
-    """(JPEG bytes per sample, labels int64) of a split, read with ``tf.data.TFRecordDataset`` and
-    ``tf.io.parse_single_example`` (TensorFlow's own tools, no thesislib code)."""
+    """(JPEG bytes per sample, labels int64) of a split in stored order, read with TensorFlow alone:
+    ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``."""
     tf = import_tensorflow()
     files = sorted(str(path) for path in Path(store_dir).glob(f"{split}-*.tfrecord"))
-    features = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-    jpegs, labels = [], []
-    for record in tf.data.TFRecordDataset(files):
-        example = tf.io.parse_single_example(record, features)
-        jpegs.append(example[IMAGE_KEY].numpy())
-        labels.append(int(example[LABEL_KEY]))
-    return jpegs, np.array(labels, dtype=np.int64)
+    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+    examples = [tf.io.parse_single_example(record, features) for record in tf.data.TFRecordDataset(files)]
+    return ([example["image/encoded"].numpy() for example in examples],
+            np.array([int(example["image/class/label"]) for example in examples], dtype=np.int64))
 
 
 def read_back(store_dir, split: str) -> tuple:
     """(images (N, H, W, 3) uint8, labels int64) of a split, read and decoded by TensorFlow alone
-    (``tf.io.decode_jpeg`` with ``dct_method="INTEGER_ACCURATE"``, libjpeg's default, as Pillow uses)."""
+    (``tf.io.decode_jpeg`` with ``dct_method="INTEGER_ACCURATE"``: libjpeg's default, which Pillow uses)."""
     tf = import_tensorflow()
     jpegs, labels = read_back_records(store_dir, split)
     images = [tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy() for jpeg in jpegs]

@@ -11,45 +11,54 @@ from pathlib import Path
 import numpy as np
 
 from thesislib.stores import shards
+from thesislib.stores.base import StoreSpec
 
+KIND = "webdataset"
+STORES = [StoreSpec("webdataset", KIND, "uint8", "jpeg", lossless=False)]
+LOADER = None  # streamed by the ``webdataset`` loader (thesislib.loaders.webdataset), not read at random
 SAMPLE_OVERHEAD = 3 * 512  # two tar headers and the .cls block, for the shard-size estimate
-LAYOUT = {"format": "tar shards <split>-%06d.tar of <index:06d>.jpg (files-jpeg bytes) + <index:06d>.cls",
-          "codec": "jpeg", "lossless": False}
 
 
 def shard_path(store_dir, split: str, shard: int) -> Path:
     return Path(store_dir) / f"{split}-{shard:06d}.tar"
 
 
-def shard_urls(store_dir, split: str, shard_sizes) -> list:
-    """The split's shard files, in shard order, as the strings ``webdataset`` takes."""
-    return [str(shard_path(store_dir, split, shard)) for shard in range(len(shard_sizes))]
-
-
-def data_files(store_dir, split: str, shard_sizes) -> list:
-    return [Path(url) for url in shard_urls(store_dir, split, shard_sizes)]
-
-
-def write_split(store_dir, split: str, images, labels, progress=None) -> tuple:
-    """Write a split as tar shards; return (checksums, layout): each shard's SHA-256 and ``jpeg_sha256``,
-    equal to ``files-jpeg``'s ``files_sha256``."""
+def write_split(store_dir, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    """Write a split as tar shards; return ``shards`` (their count) and ``jpeg_files_sha256``, the SHA-256 of
+    the JPEGs' digests: ``files-jpeg``'s ``files_sha256``."""
     import webdataset as wds
 
     count = shards.shard_count(len(labels), shards.estimate_bytes(images, SAMPLE_OVERHEAD))
     bounds = shards.shard_bounds(len(labels), count)
-    jpegs, digest, files = shards.jpeg_bytes(images), shards.JpegDigest(), {}
+    jpegs, digest = shards.jpeg_bytes(images), shards.JpegDigest()
     for shard in range(count):
-        path = shard_path(store_dir, split, shard)
-        with wds.TarWriter(str(path), encoder=False, mtime=0.0) as sink:
+        with wds.TarWriter(str(shard_path(store_dir, split, shard)), encoder=False, mtime=0.0) as sink:
             for sample in range(bounds[shard], bounds[shard + 1]):
                 jpeg = next(jpegs)
                 digest.update(jpeg)
                 sink.write({"__key__": f"{sample:06d}", "jpg": jpeg, "cls": str(int(labels[sample])).encode()})
                 if progress is not None:
                     progress.update(1)
-        files[path.name] = shards.file_sha256(path)
-    return ({"jpeg_sha256": digest.hexdigest(), "files_sha256": files},
-            {**LAYOUT, "shards": {split: np.diff(bounds).tolist()}})
+    return {"shards": count, "jpeg_files_sha256": digest.hexdigest()}
+
+
+def layout(spec, shape) -> dict:
+    return {"format": "tar shards <split>-%06d.tar of <index:06d>.jpg (the files-jpeg bytes) + "
+                      "<index:06d>.cls (label, decimal text)", "codec": "jpeg", "lossless": False,
+            "shard_bytes": shards.SHARD_BYTES, "min_shards": shards.MIN_SHARDS}
+
+
+def data_files(store_dir) -> list:
+    return sorted(Path(store_dir).glob("*.tar"))
+
+
+def split_shards(store, split: str) -> tuple:
+    """(shard files in shard order, samples in each) of a split, checked to exist (the count from the
+    manifest; shard ``k`` holds the samples ``bounds[k]:bounds[k+1]`` of :func:`shards.shard_bounds`)."""
+    count = int(store.manifest["checksums"][split]["shards"])
+    paths = [shard_path(store.path, split, shard) for shard in range(count)]
+    shards.check_shards(paths, f"shard of {split}")
+    return paths, np.diff(shards.shard_bounds(store.count(split), count))
 
 
 def read_back_samples(store_dir, split: str, decode: str = "rgb8"):
