@@ -12,6 +12,7 @@ here, the CRC is ``google-crc32c``); :func:`read_back` reads a split with Tensor
 ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``, and is the only place here that imports it.
 """
 
+import importlib
 import io
 import os
 import struct
@@ -276,6 +277,10 @@ def import_tensorflow():
     graph rewrites (float math only; none in a data pipeline) are switched off unless the user chose."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # PyTorch's compiler stack (torch._dynamo: imported by torchvision.ops and torch.compile) crashes the
+    # process with a segmentation fault when it is first imported after TensorFlow (their native libraries
+    # clash); imported before, both work. So it is imported first.
+    importlib.import_module("torch._dynamo")
     try:
         import tensorflow as tf
     except ImportError as exc:
