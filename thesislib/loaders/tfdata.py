@@ -2,8 +2,9 @@
 
 The pipeline TensorFlow's image models use (the supervisor's "PyTorch Datasets vs TFRecord" question):
 this rank's shard files (in the epoch's seeded order, see :func:`~thesislib.loaders.streaming.
-assigned_shards`), ``interleave`` of one ``TFRecordDataset`` per file (parallel, AUTOTUNE), a ``shuffle``
-buffer of serialized records (before decoding, as TensorFlow's performance guide advises: small entries),
+assigned_shards`), ``interleave`` of one ``TFRecordDataset`` per file (4 at once, parallel, AUTOTUNE;
+one at a time, in index order, when ``shuffle`` is False), a ``shuffle`` buffer of serialized records
+(before decoding, as TensorFlow's performance guide advises: small entries),
 ``map`` of ``parse_single_example`` + ``decode_jpeg`` (AUTOTUNE; ``dct_method="INTEGER_ACCURATE"``, the
 IDCT Pillow uses, so the pixels equal the ``files`` loader's on ``files-jpeg``), ``batch`` and
 ``prefetch(AUTOTUNE)``. Each batch reaches PyTorch through DLPack (no copy): NHWC uint8 images, int64
@@ -66,8 +67,8 @@ class TfDataLoader(StreamingLoader):
         tf, autotune, chosen = self.tf, self.tf.data.AUTOTUNE, self.rank_shards()
         files = tf.data.Dataset.from_tensor_slices(([str(self.paths[s]) for s in chosen],
                                                     self.starts[chosen].astype(np.int64)))
-        records = files.interleave(numbered_records(tf), cycle_length=min(CYCLE_LENGTH, len(chosen)),
-                                   num_parallel_calls=autotune)
+        cycle = min(CYCLE_LENGTH, len(chosen)) if self.shuffle else 1  # unshuffled: in index order
+        records = files.interleave(numbered_records(tf), cycle_length=cycle, num_parallel_calls=autotune)
         if self.shuffle:
             records = records.shuffle(self.shuffle_buffer, seed=buffer_seed(self.seed, self.epoch, self.rank))
         batches = records.map(decode_record(tf), num_parallel_calls=autotune).batch(self.batch_size)
