@@ -25,10 +25,10 @@ FORMATS = {  # manifest kind -> format module: one line per format, in the repor
     "npy": "thesislib.stores.npy",
     "hdf5": "thesislib.stores.hdf5",
     "zarr": "thesislib.stores.zarr",
+    "lmdb": "thesislib.stores.lmdb",
+    "parquet": "thesislib.stores.parquet",
     "tfrecord": "thesislib.stores.tfrecord",
     "webdataset": "thesislib.stores.webdataset",
-    # "lmdb": "thesislib.stores.lmdb",
-    # "parquet": "thesislib.stores.parquet",
 }
 
 
