@@ -12,6 +12,8 @@ from thesislib.stores import imagefiles, open_store, parse_store_list
 from thesislib.stores import shards, tfrecord, webdataset
 from thesislib.train import fit
 
+from test_loader_battery import LoaderBattery, read_epoch, truncate  # the battery every loader inherits
+
 STORES = ["npy-uint8", "files-jpeg", "tfrecord", "webdataset"]
 
 
@@ -129,14 +131,37 @@ def test_tfrecord_loader_gives_the_batches_of_files_on_files_jpeg(data_dir, num_
 def train_loss(data_dir, loader, name, seed=0):
     net = build_model("small", 10, 32, seed)
     options = {"batch_size": 50, "seed": seed}
-    with make_loader(loader, store(data_dir, name), "train", **options) as train, \
-            make_loader(loader, store(data_dir, name), "val", shuffle=False, **options) as val:
-        return fit(net, build_optimizer("sgd", net, 0.05), train, val, 1, "cpu")[-1].train_loss
+    with make_loader(loader, store(data_dir, name), "train", **options) as train:
+        return fit(net, build_optimizer("sgd", net, 0.05), train, None, 1, "cpu")[-1].train_loss
 
 
 def test_tfrecord_loader_gives_the_train_loss_of_files_on_files_jpeg(data_dir):
     assert train_loss(data_dir, "tfrecord", "tfrecord") == pytest.approx(
         train_loss(data_dir, "files", "files-jpeg"), abs=1e-6)
+
+
+class TestTfrecordBattery(LoaderBattery):
+    """The loader battery, with ``files`` on ``files-jpeg`` as the reference (the same JPEG bytes)."""
+    loader, store, other_store = "tfrecord", "tfrecord", "webdataset"
+
+    def damage(self, store):
+        return truncate(tfrecord.shard_path(store.path, "train", 0), keep=0.9)
+
+
+@pytest.fixture(scope="module")
+def battery_data(data_dir):
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def numpy_epochs(data_dir):
+    """The battery's reference epochs: here ``files`` on ``files-jpeg``."""
+    return {epoch: read_epoch(store(data_dir, "files-jpeg"), "files", epoch) for epoch in (0, 1)}
+
+
+@pytest.fixture
+def damaged_copy(data_dir, tmp_path):
+    return lambda name: copy(data_dir, tmp_path, name)
 
 
 # ------------------------------------------------------------------------------------------------ damage

@@ -304,7 +304,13 @@ def read_back_records(store_dir, split: str) -> tuple:
 def read_back(store_dir, split: str) -> tuple:
     """(images (N, H, W, 3) uint8, labels int64) of a split, read and decoded by TensorFlow alone
     (``tf.io.decode_jpeg`` with ``dct_method="INTEGER_ACCURATE"``: libjpeg's default, which Pillow uses)."""
-    tf = import_tensorflow()
-    jpegs, labels = read_back_records(store_dir, split)
-    images = [tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy() for jpeg in jpegs]
-    return np.stack(images), labels
+    tf = import_tensorflow()  # ``import tensorflow``, after PyTorch's compiler (see import_tensorflow)
+    files = sorted(str(path) for path in Path(store_dir).glob(f"{split}-*.tfrecord"))
+    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+    images, labels = [], []
+    for record in tf.data.TFRecordDataset(files):
+        example = tf.io.parse_single_example(record, features)
+        images.append(tf.io.decode_jpeg(example["image/encoded"], channels=3, dct_method="INTEGER_ACCURATE"))
+        labels.append(example["image/class/label"])
+    return np.stack(images), np.array(labels, dtype=np.int64)

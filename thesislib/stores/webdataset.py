@@ -77,5 +77,9 @@ def read_back_samples(store_dir, split: str, decode: str = "rgb8"):
 
 def read_back(store_dir, split: str) -> tuple:
     """(images (N, H, W, 3) uint8, labels int64) of a split, read and decoded by ``webdataset`` alone."""
-    _, images, labels = zip(*read_back_samples(store_dir, split))
+    import webdataset as wds
+
+    urls = sorted(str(path) for path in Path(store_dir).glob(f"{split}-*.tar"))
+    samples = wds.WebDataset(urls, shardshuffle=False).decode("rgb8").to_tuple("jpg", "cls")
+    images, labels = zip(*samples)
     return np.stack(images), np.array(labels, dtype=np.int64)
