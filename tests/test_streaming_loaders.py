@@ -126,6 +126,20 @@ def test_a_truncated_tar_shard_is_named_with_the_fix(data_dir, tmp_path, num_wor
         epoch(tmp_path, "webdataset", "webdataset", num_workers=num_workers)
 
 
+def test_a_member_that_does_not_decode_is_named_with_its_shard(data_dir, tmp_path):
+    import webdataset as wds
+
+    store = damaged_copy(data_dir, tmp_path, "webdataset")
+    shard = webdataset.shard_path(store.path, "train", 0)
+    samples = list(wds.WebDataset(str(shard), shardshuffle=False))
+    samples[1]["jpg"] = b"not a jpeg"
+    with wds.TarWriter(str(shard), encoder=False) as sink:
+        for sample in samples:
+            sink.write({key: value for key, value in sample.items() if key != "__url__"})
+    with pytest.raises(ThesisError, match=rf"{shard} holds {samples[1]['__key__']}\.jpg, which does not decode"):
+        epoch(tmp_path, "webdataset", "webdataset")
+
+
 @pytest.mark.parametrize("loader, store, shard", [("webdataset", "webdataset", "train-000002.tar"),
                                                   ("tfdata", "tfrecord", "train-000002.tfrecord")])
 def test_a_missing_shard_is_named_when_the_loader_is_made(data_dir, tmp_path, loader, store, shard):

@@ -29,8 +29,11 @@ def shard_error(exc):
 
 
 def sample_error(exc):
-    """webdataset's error handler for a sample that does not decode: names the sample's shard and key."""
-    raise damaged("a sample of the webdataset store", f"does not decode ({exc})") from exc
+    """webdataset's error handler for a sample that does not decode: names its shard and member (the
+    library's ``DecodingError`` carries them) and the fix."""
+    url = getattr(exc, "url", None) or "a shard of the webdataset store"
+    member = f"{getattr(exc, 'key', '?')}.{getattr(exc, 'k', '?')}"
+    raise damaged(url, f"holds {member}, which does not decode ({exc.__cause__ or exc})") from exc
 
 
 def collate(samples) -> tuple:
