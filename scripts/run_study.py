@@ -367,7 +367,7 @@ def write_study_summary(study: Study, args, settings: dict, plan, machine: str, 
     """summary.md in the run folder and beside the results (the state of the whole study), plus the
     run's own steps in the run folder."""
     from thesislib.bench import git_commit
-    from thesislib.studyplan import read_results, summary_markdown
+    from thesislib.studyplan import read_results, store_sizes, summary_markdown
 
     cpu = next((line.split(":", 1)[1] for line in _cpuinfo() if line.lower().startswith("model name")), "")
     notes = list(args.note or [])
@@ -384,6 +384,9 @@ def write_study_summary(study: Study, args, settings: dict, plan, machine: str, 
     text = summary_markdown(plan, read_results(results), settings, facts)
     if not args.plan_only:
         write_text(results.parent / "summary.md", text)
+        stores = results.parent / "stores.csv"
+        previous = read_results(stores)
+        write_text(stores, store_sizes(ROOT / settings["data_dir"], previous).to_csv(index=False))
     steps = "| # | step | status | seconds | note |\n| --- | --- | --- | --- | --- |\n" + "".join(
         f"| {i} | {label} | {status} | {seconds:.1f} | {note.replace('|', '/')} |\n"
         for i, (label, status, seconds, note) in enumerate(study.steps, 1))

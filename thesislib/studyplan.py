@@ -322,3 +322,30 @@ def table(title: str, header: list, body: list) -> list:
         return ["", f"## {title}", "", "none"]
     return ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
         "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in body]
+
+
+STORE_COLUMNS = ("dataset", "scale", "store", "bytes_on_disk", "bytes_apparent", "train", "val")
+
+
+def store_sizes(data_root, previous=None):
+    """Bytes on disk of every complete store under ``data_root/scale-*/<dataset>/<store>/`` (from their
+    manifests), merged over ``previous`` rows (stores deleted since keep their row): the study's
+    ``stores.csv``, which notebook 06 sets against the codecs' load times."""
+    import json
+
+    import pandas as pd
+
+    rows = {} if previous is None else {(r["dataset"], round(float(r["scale"]), 6), r["store"]): r
+                                        for r in previous.to_dict("records")}
+    for manifest in sorted(Path(data_root).glob("scale-*/*/*/manifest.json")):
+        try:
+            fields = json.loads(manifest.read_text())
+            scale = round(float(manifest.parts[-4].removeprefix("scale-")), 6)
+        except (OSError, ValueError):
+            continue   # an unreadable manifest: that store is incomplete and is not counted
+        counts = {split: fields.get("splits", {}).get(split, {}).get("count") for split in ("train", "val")}
+        rows[(manifest.parts[-3], scale, manifest.parts[-2])] = {
+            "dataset": manifest.parts[-3], "scale": scale, "store": manifest.parts[-2],
+            "bytes_on_disk": fields.get("bytes_on_disk"), "bytes_apparent": fields.get("bytes_apparent"), **counts}
+    frame = pd.DataFrame(list(rows.values()), columns=list(STORE_COLUMNS))
+    return frame.sort_values(["dataset", "scale", "store"]).reset_index(drop=True)
