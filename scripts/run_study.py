@@ -323,6 +323,8 @@ def study_settings(args) -> dict:
         settings["repeats"] = args.repeats
     if args.max_minutes is not None:
         settings["chunk_minutes"] = args.max_minutes
+    if args.data_dir is not None:
+        settings["data_dir"] = args.data_dir
     return settings
 
 
@@ -420,6 +422,7 @@ def parse_args(argv=None):
     study.add_argument("--models", default="none,small", help="comma-separated: none, small")
     study.add_argument("--scale", type=float, default=None, help="override every data set's scale (partial)")
     study.add_argument("--repeats", type=int, default=None, help="override the 10 repeats (partial)")
+    study.add_argument("--data-dir", default=None, help=f"where the stores go (default {STUDY['data_dir']})")
     study.add_argument("--note", action="append", help="a line for the summary (e.g. 'busy machine')")
     study.add_argument("--plan-only", action="store_true", help="print the plan and its cuts; run nothing")
     args = parser.parse_args(argv)
