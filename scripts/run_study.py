@@ -176,6 +176,8 @@ def report(study: Study) -> None:
         raise RuntimeError("no benchmark wrote a row, so there is nothing to report")
     execute("05_results.ipynb", study.run_dir / "notebooks" / "05_results.ipynb",
             {"results": str(study.results), "out": str(study.run_dir / "figures")})
+    execute("06_conclusions.ipynb", study.run_dir / "notebooks" / "06_conclusions.ipynb",
+            {"results": str(study.results)})
 
 
 def report_page(study: Study) -> None:
@@ -359,6 +361,10 @@ def run_study_profile(args, study: Study, started: float) -> int:
             study.skip_steps(len(todo) - number)
             break
         study.step(f"{c.label()}: {repeats} repeat(s)", lambda: run_combination(settings, c, repeats, results))
+    if not (args.plan_only or args.no_report) and results.is_file():
+        study.results = results
+        study.clock.total += 1
+        study.step("report: notebooks 05 and 06 on the study's results", lambda: report(study))
     text = write_study_summary(study, args, settings, plan, machine, results, started)
     print("\n" + text)
     return 1 if any(status != "ok" for _, status, _, _ in study.steps) else 0
@@ -425,6 +431,7 @@ def parse_args(argv=None):
     study.add_argument("--data-dir", default=None, help=f"where the stores go (default {STUDY['data_dir']})")
     study.add_argument("--note", action="append", help="a line for the summary (e.g. 'busy machine')")
     study.add_argument("--plan-only", action="store_true", help="print the plan and its cuts; run nothing")
+    study.add_argument("--no-report", action="store_true", help="do not execute notebooks 05 and 06 afterwards")
     args = parser.parse_args(argv)
     args.loaders, args.datasets = args.loaders.split(","), args.datasets.split(",")
     args.tiers, args.models = args.tiers.split(","), args.models.split(",")

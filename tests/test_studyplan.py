@@ -129,7 +129,7 @@ def test_a_second_run_skips_complete_combinations_and_resumes_a_partial_one(tmp_
     command = [sys.executable, "scripts/run_study.py", "--profile", "study", "--loaders", "numpy",
                "--datasets", "cifar10", "--scale", "0.002", "--repeats", "2", "--tiers", "stores",
                "--models", "none", "--results", str(results), "--data-dir", str(tmp_path / "data"),
-               "--machine", "test-1core"]
+               "--machine", "test-1core", "--no-report"]
     first = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = pd.read_csv(results)
