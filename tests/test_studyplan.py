@@ -96,12 +96,12 @@ def test_summary_states_commit_machine_cut_rules_and_what_remains():
     full = full_plan(STORES, DEFAULTS, ["cifar10"])
     plan = cut_plan(full, DATASETS, 10, budget_s=600)
     done = plan.combinations[0]
-    rows = pd.DataFrame(_rows_of(done, 10))
+    rows = pd.DataFrame(_rows_of(done, 10)).assign(git_commit="def456")
     text = summary_markdown(plan, rows, STUDY, {
         "commit": "abc123", "machine": "epyc-2core", "cpu_model": "AMD EPYC", "cores": 2,
         "results": "results/measured/epyc-2core/results.csv", "skipped": {"cupy": "needs a CUDA GPU"},
         "notes": ["cifar10 only, busy machine"], "partial": True})
-    assert "`abc123`" in text and "`epyc-2core`" in text and "AMD EPYC" in text
+    assert "`abc123`" in text and "`def456` (10 rows)" in text and "`epyc-2core`" in text and "AMD EPYC" in text
     assert "**This is a partial study**" in text and "make run PROFILE=study" in text
     assert "## Cut rules" in text and f"complete: 1 of {len(plan.combinations)}" in text
     assert "| cupy | needs a CUDA GPU |" in text and "## Left out by rule 3" in text
@@ -127,25 +127,24 @@ def test_study_profile_options_reach_the_plan_and_bad_tiers_are_refused():
 def test_a_second_run_skips_complete_combinations_and_resumes_a_partial_one(tmp_path):
     results = tmp_path / "measured" / "results.csv"
     command = [sys.executable, "scripts/run_study.py", "--profile", "study", "--loaders", "numpy",
-               "--datasets", "cifar10", "--scale", "0.002", "--repeats", "2", "--tiers", "stores",
-               "--models", "none", "--results", str(results), "--data-dir", str(tmp_path / "data"),
+               "--datasets", "cifar10", "--scale", "0.002", "--repeats", "2", "--tiers", "thesis,cold", "--results", str(results), "--data-dir", str(tmp_path / "data"),
                "--machine", "test-1core", "--no-report"]
     first = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = pd.read_csv(results)
-    assert len(rows) == 6 and set(rows["store"]) == {"npy-uint8", "npy-float16", "npy-float32"}
-    assert "complete: 3 of 3" in (results.parent / "summary.md").read_text()
-    assert set(pd.read_csv(results.parent / "stores.csv")["store"]) == set(rows["store"])
+    assert len(rows) == 4 and set(zip(rows["model"], rows["cache_state"])) == {("small", "warm"), ("none", "cold")}
+    assert "complete: 2 of 2" in (results.parent / "summary.md").read_text()
+    assert set(pd.read_csv(results.parent / "stores.csv")["store"]) == {"npy-uint8"}
 
     again = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 not complete" in again.stdout
-    assert len(pd.read_csv(results)) == 6
+    assert len(pd.read_csv(results)) == 4
 
     rows.iloc[:-1].to_csv(results, index=False)   # the last repeat was lost (an interrupted combination)
     resumed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and "1 not complete" in resumed.stdout and "1 repeat(s)" in resumed.stdout
     after = pd.read_csv(results)
-    assert len(after) == 6 and (after.groupby("store").size() == 2).all()
+    assert len(after) == 4 and (after.groupby(["model", "cache_state"]).size() == 2).all()
 
 
 def test_thesis_table_is_loaders_against_data_sets_of_total_training_time():

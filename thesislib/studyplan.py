@@ -282,7 +282,7 @@ def summary_markdown(plan: Plan, rows, settings: dict, facts: dict) -> str:
     done = [c for c in plan.combinations if counts.get(c.key(), 0) >= repeats]
     todo = missing_repeats(plan.combinations, counts, repeats)
     lines = [f"# Measured study on `{facts['machine']}`", "",
-             f"- commit: `{facts['commit'] or 'unknown'}`",
+             f"- measured at commit(s): {row_commits(rows)}; this summary written at `{facts['commit'] or 'unknown'}`",
              f"- machine: `{facts['machine']}` = the CPU family word of `{facts['cpu_model'].strip()}` "
              f"(vendor and trademark words dropped) and the {facts['cores']} cores this process may use",
              f"- results: `{facts['results']}` (+ `.env.jsonl`), one row per repeat (and rank)",
@@ -308,6 +308,14 @@ def summary_markdown(plan: Plan, rows, settings: dict, facts: dict) -> str:
                    [[c.label(), f"{estimate_s(c, _spec(c), repeats):.0f}", f"{measured_s(rows, c):.1f}"]
                     for c in done])
     return "\n".join(lines) + "\n"
+
+
+def row_commits(rows) -> str:
+    """The git commits the rows were measured at, with their row counts (``none yet`` without rows)."""
+    if rows is None or len(rows) == 0 or "git_commit" not in rows:
+        return "none yet"
+    counts = rows["git_commit"].fillna("unknown").astype(str).value_counts()
+    return ", ".join(f"`{commit}` ({n} rows)" for commit, n in counts.items())
 
 
 def _spec(c: Combination):

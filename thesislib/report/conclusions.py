@@ -119,20 +119,26 @@ def codec_cost(frame: pd.DataFrame, store_bytes: pd.DataFrame, confidence: float
     if rows.empty or rows["store"].nunique() < 2:
         return ["The codecs' cost against their disk savings was not measured (files on fewer than two "
                 "codecs with model none)."]
-    sizes = {} if store_bytes is None else {(r.dataset, round(r.scale, 6), r.store): r.bytes_on_disk
+    sizes = {} if store_bytes is None else {(r.dataset, round(r.scale, 6), r.store): r
                                             for r in store_bytes.itertuples()}
     sentences = []
     for (dataset, scale), part in rows.groupby(["dataset", "scale"], sort=True):
         base = "files-jpeg" if "files-jpeg" in set(part["store"]) else sorted(part["store"])[0]
-        base_bytes = sizes.get((dataset, round(scale, 6), base))
         for store in sorted(set(part["store"]) - {base}):
             mine, theirs, p = welch_between(part, "total_train_s", {"store": store}, {"store": base})
-            size = sizes.get((dataset, round(scale, 6), store))
-            disk = (f"{size / 2**20:.2f} MiB on disk against {base_bytes / 2**20:.2f} MiB "
-                    f"({size / base_bytes:.2f}×)" if size and base_bytes else "bytes on disk not recorded")
+            disk = disk_text(*(sizes.get((dataset, round(scale, 6), name)) for name in (store, base)))
             sentences.append(f"{dataset} (scale {scale:g}), {store} against {base}: load time {fmt(mine)} "
                              f"against {fmt(theirs)} ({verdict(p, confidence)}); {disk}.")
     return sentences
+
+
+def disk_text(mine, base) -> str:
+    """The files' bytes (their sizes) and the blocks they take on disk, against the reference store's."""
+    if mine is None or base is None:
+        return "bytes on disk not recorded"
+    return (f"{mine.bytes_apparent / 2**20:.2f} MiB of files against {base.bytes_apparent / 2**20:.2f} MiB "
+            f"({mine.bytes_apparent / base.bytes_apparent:.2f}×), taking {mine.bytes_on_disk / 2**20:.2f} MiB "
+            f"of disk blocks against {base.bytes_on_disk / 2**20:.2f} MiB")
 
 
 def precision(frame: pd.DataFrame, confidence: float = 0.95) -> list:
