@@ -347,7 +347,7 @@ def run_study_profile(args, study: Study, started: float) -> int:
 
     settings = study_settings(args)
     machine = args.machine or this_machine()
-    results = Path(args.results) if args.results else ROOT / "results" / "measured" / machine / "results.csv"
+    results = Path(args.results).resolve() if args.results else ROOT / "results" / "measured" / machine / "results.csv"
     results.parent.mkdir(parents=True, exist_ok=True)
     study.step("record the environment and which loaders can run here", lambda: record_environment(study))
     study.skipped = {n: why for n, why in study.available.items() if n in args.loaders and why != "available"}
