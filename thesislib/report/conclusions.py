@@ -28,9 +28,11 @@ def fmt(value: float, unit: str = " s") -> str:
 
 
 def percent(first: float, second: float) -> str:
-    """How much ``first`` is below ``second``, in % of ``second``."""
-    return "n/a" if not (math.isfinite(first) and math.isfinite(second) and second) else \
-        f"{100 * (second - first) / second:.0f}%"
+    """``first`` against ``second``: "N% less" or "N% more", in % of ``second``."""
+    if not (math.isfinite(first) and math.isfinite(second) and second):
+        return "n/a"
+    change = 100 * (first - second) / second
+    return f"{abs(change):.0f}% {'more' if change > 0 else 'less'}"
 
 
 def thesis_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -59,11 +61,11 @@ def fastest_per_dataset(frame: pd.DataFrame, confidence: float = 0.95) -> list:
         from thesislib.report.statistics import welch_p
 
         slowest = "" if worst == second else (
-            f" and {fmt(means[worst])} for the slowest, {worst} ({percent(means[best], means[worst])} less; "
+            f" and {fmt(means[worst])} for the slowest, {worst} ({percent(means[best], means[worst])}; "
             f"{verdict(welch_p(sample[best], sample[worst]), confidence)})")
         sentences.append(
             f"{dataset}: {best} trains fastest of {len(means)} methods, {fmt(means[best])} in total against "
-            f"{fmt(means[second])} for {second} ({percent(means[best], means[second])} less; "
+            f"{fmt(means[second])} for {second} ({percent(means[best], means[second])}; "
             f"{verdict(welch_p(sample[best], sample[second]), confidence)}){slowest}.")
     return sentences
 
@@ -186,7 +188,7 @@ def workers_and_ranks(frame: pd.DataFrame, confidence: float = 0.95) -> list:
             base = 0 if axis == "num_workers" else 1
             many, one, p = welch_between(part, "total_train_s", {**keys, axis: more}, {**keys, axis: base})
             sentences.append(f"{name}, {loader} ({store}) on {dataset}: {fmt(many)} against {fmt(one)} in total "
-                             f"({percent(many, one)} less; {verdict(p, confidence)})."
+                             f"({percent(many, one)}; {verdict(p, confidence)})."
                              if math.isfinite(one) else f"{name}, {loader} on {dataset}: the baseline was "
                              "not measured.")
     return sentences
