@@ -338,7 +338,8 @@ def quiet_libraries():
     worker processes they run in: descriptor 2 goes to a temporary file that is dropped afterwards, while
     Python's ``sys.stderr`` (the one-line error, progress bars) keeps the terminal through a duplicate of
     the original descriptor. Python warnings are ignored unless the user asked for them (``-W``,
-    ``PYTHONWARNINGS``). Nothing changes when ``sys.stderr`` is not descriptor 2 (e.g. a test's capture).
+    ``PYTHONWARNINGS``). An unexpected exception (a bug, not bad input) replays the captured lines before
+    its traceback. Nothing changes when ``sys.stderr`` is not descriptor 2 (e.g. a test's capture).
     """
     with warnings.catch_warnings():
         if not sys.warnoptions:
@@ -355,6 +356,12 @@ def quiet_libraries():
             sys.stderr = terminal
             try:
                 yield
+            except (ThesisError, KeyboardInterrupt):
+                raise
+            except BaseException:   # a bug, not bad input: what the libraries said may explain it
+                sink.seek(0)
+                terminal.write(sink.read().decode(errors="replace"))
+                raise
             finally:
                 terminal.flush()
                 sys.stderr = original
