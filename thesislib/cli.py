@@ -145,7 +145,7 @@ def add_prepare(prep):
                       help="'synthetic' (a stand-in of the same shape) or the path of the real archive or folder")
     prep.add_argument("--scale", type=_scale, default=1.0, help="fraction of the full split sizes, in (0, 1]")
     prep.add_argument("--stores", default="all", help="comma-separated store names, or 'all'")
-    prep.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0,
+    prep.add_argument("--seed", type=int, default=0,   # checked (>= 0) by the source, which names the fix
                       help="seed of the synthetic images and of the subset --scale keeps")
     prep.add_argument("--data-dir", default="data", help="folder the stores are written under")
     prep.add_argument("--force", action="store_true", help="rebuild stores that are already complete")
