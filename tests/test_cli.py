@@ -170,6 +170,7 @@ def damaged_tiff(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_libtiffs_own_line_does_not_reach_stderr_beside_the_one_line(tmp_path):
     from thesislib.prepare import prepare
 
