@@ -7,6 +7,7 @@ Steps: record the environment; prepare every dataset in the stores the runnable 
 figures, 04's timing figures too), `report.html` (notebooks 05 and 06 as one page), `environment.json`,
 `skipped.md` (loaders that cannot run here, with the reason) and `summary.md`.
 The profile's `cold` loaders also run with a cold page cache (bench --cold) when 04 takes a `cold` parameter.
+The fast loaders (:data:`RANKS`) also run on cifar10 with 2 ranks on the CPU (torchrun, gloo).
 Stores go to the profile's data folder (quick: `data/quick/`), so the two profiles never rebuild each other's.
 
     python scripts/run_study.py [--profile quick|thesis] [--loaders a,b] [--datasets a,b]
@@ -16,6 +17,7 @@ Exit status: 0 when every step ran, 1 when a step failed (the summary names it),
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -140,6 +142,31 @@ def benchmark(study: Study, dataset: str, loader: str, cold: bool) -> None:
     execute("04_benchmark.ipynb", study.run_dir / "notebooks" / name, parameters)
 
 
+RANKS = {"ranks": 2, "loaders": ("numpy", "memory"), "dataset": "cifar10"}  # the torchrun step: fast loaders
+
+
+def ranked_loaders(loaders: list, dataset: str) -> list:
+    """The loaders of ``loaders`` that the torchrun step runs on ``dataset``."""
+    return [name for name in loaders if name in RANKS["loaders"] and dataset == RANKS["dataset"]]
+
+
+def benchmark_ranks(study: Study, dataset: str, loader: str, ranks: int) -> None:
+    """`torchrun --standalone --nproc-per-node RANKS -m thesislib bench` on the CPU (gloo): one row per rank
+    and repeat in the study's results, ``world_size`` = RANKS."""
+    s = study.settings
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+               "-m", "thesislib", "bench", "--loader", loader, "--dataset", dataset, "--device", "cpu",
+               "--scale", str(s["scales"][dataset]), "--epochs", str(s["epochs"]), "--repeats", str(s["repeats"]),
+               "--batch-size", str(s["batch_size"]), "--num-workers", str(s["num_workers"]), "--model", s["model"],
+               "--seed", str(s["seed"]), "--data-dir", s["data_dir"], "--results", str(study.results)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
+    done = subprocess.run(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        raise RuntimeError(errors[0] if errors else f"torchrun exited with status {done.returncode}")
+
+
 def report(study: Study) -> None:
     if not study.results.is_file():
         raise RuntimeError("no benchmark wrote a row, so there is nothing to report")
@@ -165,7 +192,8 @@ def run(study: Study, loaders: list, datasets: list) -> None:
     from thesislib.loaders import DEFAULT_STORES
 
     cold_candidates = [name for name in loaders if name in study.settings["cold"]]
-    study.clock.total = 1 + len(datasets) * (1 + len(loaders) + len(cold_candidates)) + 2   # until known
+    study.clock.total = (1 + len(datasets) * (1 + len(loaders) + len(cold_candidates)) + 2   # until known
+                         + sum(len(ranked_loaders(loaders, dataset)) for dataset in datasets))
     study.step("record the environment and which loaders can run here", lambda: record_environment(study))
     study.skipped = {name: study.available.get(name, "availability unknown (see the failed step)")
                      for name in loaders if study.available.get(name) != "available"}
@@ -176,18 +204,23 @@ def run(study: Study, loaders: list, datasets: list) -> None:
     if cold and not notebook_takes("cold"):
         print("     no cold-cache runs: 04_benchmark.ipynb has no `cold` parameter")
         cold = []
-    study.clock.total = 1 + len(datasets) * (1 + len(runnable) + len(cold)) + 2
+    study.clock.total = (1 + len(datasets) * (1 + len(runnable) + len(cold)) + 2
+                         + sum(len(ranked_loaders(runnable, dataset)) for dataset in datasets))
     for dataset in datasets:
         stores = sorted({DEFAULT_STORES[name] for name in runnable})
         if not stores or not study.step(f"prepare {dataset} (scale {study.settings['scales'][dataset]}) "
                                         f"into {', '.join(stores)}", lambda: prepare(study, dataset, stores)):
-            study.skip_steps(len(runnable) + len(cold) + (0 if stores else 1))
+            study.skip_steps(len(runnable) + len(cold) + len(ranked_loaders(runnable, dataset))
+                             + (0 if stores else 1))
             continue
         for loader in runnable:
             study.step(f"benchmark {loader} on {dataset}", lambda: benchmark(study, dataset, loader, False))
         for loader in cold:
             study.step(f"benchmark {loader} on {dataset}, cold page cache",
                        lambda: benchmark(study, dataset, loader, True))
+        for loader in ranked_loaders(runnable, dataset):
+            study.step(f"benchmark {loader} on {dataset}, {RANKS['ranks']} ranks (torchrun, CPU)",
+                       lambda: benchmark_ranks(study, dataset, loader, RANKS["ranks"]))
     if study.step("report: 05_results.ipynb", lambda: report(study)):
         study.step("report page: report.html (notebooks 05 and 06, self-contained)", lambda: report_page(study))
     else:

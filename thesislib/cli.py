@@ -266,6 +266,7 @@ def run_prepare(args):
 
 def run_bench(args):
     from thesislib.bench import BenchConfig, run_protocol
+    from thesislib.distributed import is_main
 
     config = BenchConfig(
         loader=args.loader, dataset=args.dataset, store=args.store, epochs=args.epochs,
@@ -273,13 +274,14 @@ def run_bench(args):
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
         scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
     if args.verify:
-        from thesislib.loaders import DEFAULT_STORES, LOADERS
         from thesislib.errors import choose
+        from thesislib.loaders import DEFAULT_STORES, LOADERS
 
         store = args.store or DEFAULT_STORES[choose("loader", args.loader, LOADERS)]
         verify(args.dataset, store, config.data_dir, args.quiet)
     rows = run_protocol(config, results=_from_cwd(args.results), progress=not args.quiet)
-    print(f"wrote {len(rows)} row(s) to {args.results}")
+    if is_main():  # under torchrun, rank 0 wrote every rank's rows
+        print(f"wrote {len(rows)} row(s) to {args.results}")
 
 
 def verify(dataset: str, store_name: str, data_dir, quiet: bool) -> None:
