@@ -154,6 +154,11 @@ def benchmark(study: Study, dataset: str, loader: str, cold: bool) -> None:
 RANKS = {"ranks": 2, "loaders": ("numpy", "memory"), "dataset": "cifar10"}  # the torchrun step: fast loaders
 
 
+def ranked_loaders(loaders: list, dataset: str) -> list:
+    """The loaders of ``loaders`` that the torchrun step runs on ``dataset``."""
+    return [name for name in loaders if name in RANKS["loaders"] and dataset == RANKS["dataset"]]
+
+
 def benchmark_ranks(study: Study, dataset: str, loader: str, ranks: int) -> None:
     """`torchrun --standalone --nproc-per-node RANKS -m thesislib bench` on the CPU (gloo): one row per rank
     and repeat in the study's results, ``world_size`` = RANKS."""
@@ -198,7 +203,8 @@ def run(study: Study, loaders: list, datasets: list) -> None:
     from thesislib.loaders import DEFAULT_STORES
 
     cold_candidates = [name for name in loaders if name in study.settings["cold"]]
-    study.clock.total = 1 + len(datasets) * (1 + len(loaders) + len(cold_candidates)) + 2   # until known
+    study.clock.total = (1 + len(datasets) * (1 + len(loaders) + len(cold_candidates)) + 2   # until known
+                         + sum(len(ranked_loaders(loaders, dataset)) for dataset in datasets))
     study.step("record the environment and which loaders can run here", lambda: record_environment(study))
     study.skipped = {name: study.available.get(name, "availability unknown (see the failed step)")
                      for name in loaders if study.available.get(name) != "available"}
@@ -209,19 +215,21 @@ def run(study: Study, loaders: list, datasets: list) -> None:
     if cold and not notebook_takes("cold"):
         print("     no cold-cache runs: 04_benchmark.ipynb has no `cold` parameter")
         cold = []
-    study.clock.total = 1 + len(datasets) * (1 + len(runnable) + len(cold)) + 2
+    study.clock.total = (1 + len(datasets) * (1 + len(runnable) + len(cold)) + 2
+                         + sum(len(ranked_loaders(runnable, dataset)) for dataset in datasets))
     for dataset in datasets:
         stores = sorted({DEFAULT_STORES[name] for name in runnable})
         if not stores or not study.step(f"prepare {dataset} (scale {study.settings['scales'][dataset]}) "
                                         f"into {', '.join(stores)}", lambda: prepare(study, dataset, stores)):
-            study.skip_steps(len(runnable) + len(cold) + (0 if stores else 1))
+            study.skip_steps(len(runnable) + len(cold) + len(ranked_loaders(runnable, dataset))
+                             + (0 if stores else 1))
             continue
         for loader in runnable:
             study.step(f"benchmark {loader} on {dataset}", lambda: benchmark(study, dataset, loader, False))
         for loader in cold:
             study.step(f"benchmark {loader} on {dataset}, cold page cache",
                        lambda: benchmark(study, dataset, loader, True))
-        for loader in [name for name in runnable if name in RANKS["loaders"] and dataset == RANKS["dataset"]]:
+        for loader in ranked_loaders(runnable, dataset):
             study.step(f"benchmark {loader} on {dataset}, {RANKS['ranks']} ranks (torchrun, CPU)",
                        lambda: benchmark_ranks(study, dataset, loader, RANKS["ranks"]))
     if study.step("report: 05_results.ipynb", lambda: report(study)):

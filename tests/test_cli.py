@@ -170,6 +170,7 @@ def damaged_tiff(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_libtiffs_own_line_does_not_reach_stderr_beside_the_one_line(tmp_path):
     from thesislib.prepare import prepare
 
@@ -239,3 +240,14 @@ def test_a_message_quoting_a_librarys_lines_is_still_printed_as_one_line(capsys,
 
 def test_report_html_of_a_folder_without_a_run_is_one_line(capsys, tmp_path):
     one_line_error(capsys, main(["report", "--html", "--run", str(tmp_path)]), "05_results.ipynb", "make run")
+
+
+def test_an_unexpected_error_keeps_the_library_lines_that_may_explain_it():
+    script = ("import os\n"
+              "from thesislib.cli import quiet_libraries\n"
+              "with quiet_libraries():\n"
+              "    os.write(2, b'libfoo: the real cause\\n')\n"
+              "    raise RuntimeError('a bug')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1 and "libfoo: the real cause" in done.stderr and "RuntimeError: a bug" in done.stderr

@@ -18,7 +18,7 @@ import pytest
 
 from thesislib.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+pytestmark = [pytest.mark.skipif(shutil.which("make") is None, reason="needs make"), pytest.mark.slow]
 
 
 def free_port() -> int:

@@ -45,6 +45,7 @@ def test_notebook_04_writes_its_figure_beside_the_results_not_into_figures(tmp_p
     assert tracked_figures_status() == before
 
 
+@pytest.mark.slow
 def test_a_failed_notebook_ends_with_the_one_line_the_command_line_prints(tmp_path, capsys):
     module = run_study_module()
     with pytest.raises(Exception) as failure:

@@ -253,8 +253,8 @@ def log_batches(loader, folder, repeat: int) -> None:
 
 def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "",
              bar: bool = False) -> dict:
-    """One repeat of a validated ``config``: this rank's results row (``bar``: a progress bar on stderr).
-    Every rank builds its run before any trains (a set-up error on one stops all)."""
+    """One repeat of a validated ``config``: this rank's results row. Every rank builds its run before any
+    trains (a set-up error on one stops all). ``bar``: a progress bar on stderr."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rank, world_size = distributed.rank_and_world()
     label = f"repeat {repeat + 1}/{config.repeats}"
@@ -286,8 +286,8 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
         if results is not None and main:
             append_environment(results, run_id, config.data_dir)
         for repeat in range(config.repeats):
-            row = run_once(config, store, repeat, run_id, commit, bar=progress and main and wanted())
-            ranks_rows = distributed.all_gather(row)
+            bar = progress and main and wanted()
+            ranks_rows = distributed.all_gather(run_once(config, store, repeat, run_id, commit, bar=bar))
             rows.extend(ranks_rows)
             for row in ranks_rows if results is not None and main else ():
                 append_row(results, row)

@@ -145,9 +145,9 @@ def add_prepare(prep):
                       help="'synthetic' (a stand-in of the same shape) or the path of the real archive or folder")
     prep.add_argument("--scale", type=_scale, default=1.0, help="fraction of the full split sizes, in (0, 1]")
     prep.add_argument("--stores", default="all", help="comma-separated store names, or 'all'")
-    prep.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0,
+    prep.add_argument("--seed", type=int, default=0,   # checked (>= 0) by the source, which names the fix
                       help="seed of the synthetic images and of the subset --scale keeps")
-    prep.add_argument("--data-dir", default="data", help="folder the stores are written under")
+    prep.add_argument("--data-dir", metavar="DIR", default="data", help="folder the stores are written under")
     prep.add_argument("--force", action="store_true", help="rebuild stores that are already complete")
     prep.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr is "
                                                            "not a terminal)")
@@ -170,8 +170,8 @@ def add_bench(bench):
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     bench.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="sampler and model seed")
     bench.add_argument("--scale", type=_scale, default=1.0, help="the scale the store was prepared at")
-    bench.add_argument("--data-dir", default="data", help="folder the stores are read from")
-    bench.add_argument("--results", default="results/results.csv",
+    bench.add_argument("--data-dir", metavar="DIR", default="data", help="folder the stores are read from")
+    bench.add_argument("--results", metavar="FILE", default="results/results.csv",
                        help="results file (.csv or .parquet) the rows are appended to")
     bench.add_argument("--pin-memory", action="store_true", help="pin batches in page-locked memory")
     bench.add_argument("--cold", action="store_true",
@@ -184,26 +184,28 @@ def add_bench(bench):
 def add_verify(ver):
     ver.add_argument("--dataset", required=True, help="cifar10, tinyimagenet or masks")
     ver.add_argument("--store", required=True, help="the store to check, e.g. hdf5 or files-jpeg")
-    ver.add_argument("--data-dir", default="data", help="folder the stores are read from")
+    ver.add_argument("--data-dir", metavar="DIR", default="data", help="folder the stores are read from")
     ver.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_formats(fmt):
-    fmt.add_argument("--image", default=None, help="the photograph to encode; default: the largest photo a "
-                                                   "dependency ships")
-    fmt.add_argument("--out", default=None, help="also write the table to this CSV file")
+    fmt.add_argument("--image", metavar="PATH", default=None,
+                     help="the photograph to encode; default: the largest photo a dependency ships")
+    fmt.add_argument("--out", metavar="FILE.csv", default=None, help="also write the table to this CSV file")
 
 
 def add_report(rep):
-    rep.add_argument("--results", nargs="+", default=["results/results.csv"],
+    rep.add_argument("--results", metavar="FILE", nargs="+", default=["results/results.csv"],
                      help="results file(s) written by bench")
-    rep.add_argument("--out", default="figures", help="folder the tables and figures are written to")
+    rep.add_argument("--out", metavar="DIR", default="figures",
+                     help="folder the tables and figures are written to")
     rep.add_argument("--confidence", type=_confidence, default=0.95, help="confidence level of the intervals")
     rep.add_argument("--allow-mixed", action="store_true",
                      help="accept results written by different thesislib versions (one table each is safer)")
     rep.add_argument("--html", action="store_true",
                      help="instead: one self-contained HTML page of a run's notebooks 05 and 06")
-    rep.add_argument("--run", default=None, help="the run folder for --html; default: the newest under runs/")
+    rep.add_argument("--run", metavar="DIR", default=None,
+                     help="the run folder for --html; default: the newest under runs/")
 
 
 def overview() -> str:
@@ -272,8 +274,8 @@ def run_bench(args):
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
         scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
     if args.verify:
-        from thesislib.loaders import DEFAULT_STORES, LOADERS
         from thesislib.errors import choose
+        from thesislib.loaders import DEFAULT_STORES, LOADERS
 
         store = args.store or DEFAULT_STORES[choose("loader", args.loader, LOADERS)]
         verify(args.dataset, store, config.data_dir, args.quiet)
@@ -340,7 +342,8 @@ def quiet_libraries():
     worker processes they run in: descriptor 2 goes to a temporary file that is dropped afterwards, while
     Python's ``sys.stderr`` (the one-line error, progress bars) keeps the terminal through a duplicate of
     the original descriptor. Python warnings are ignored unless the user asked for them (``-W``,
-    ``PYTHONWARNINGS``). Nothing changes when ``sys.stderr`` is not descriptor 2 (e.g. a test's capture).
+    ``PYTHONWARNINGS``). An unexpected exception (a bug, not bad input) replays the captured lines before
+    its traceback. Nothing changes when ``sys.stderr`` is not descriptor 2 (e.g. a test's capture).
     """
     with warnings.catch_warnings():
         if not sys.warnoptions:
@@ -357,6 +360,12 @@ def quiet_libraries():
             sys.stderr = terminal
             try:
                 yield
+            except (ThesisError, KeyboardInterrupt):
+                raise
+            except BaseException:   # a bug, not bad input: what the libraries said may explain it
+                sink.seek(0)
+                terminal.write(sink.read().decode(errors="replace"))
+                raise
             finally:
                 terminal.flush()
                 sys.stderr = original

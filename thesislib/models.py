@@ -98,7 +98,7 @@ def check_optimizer(name: str, lr: float) -> str:
     if str(name).lower() not in OPTIMIZERS:
         raise ThesisError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-        raise ThesisError(f"--lr must be a finite number > 0 (e.g. 0.05), got {lr!r}")
+        raise ThesisError(f"--lr must be a number > 0 and finite (e.g. 0.05), got {lr!r}")
     return str(name).lower()
 
 
