@@ -9,6 +9,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -71,8 +72,9 @@ def build_store(final: Path, name: str, data: SourceData, fields: dict, progress
     tmp = final.parent / f".{name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
+        start = time.perf_counter()
         written = write_store(tmp, name, data, progress)
-        write_manifest(tmp, {**fields, **written})
+        write_manifest(tmp, {**fields, **written, "conversion_s": round(time.perf_counter() - start, 3)})
         replace_folder(tmp, final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

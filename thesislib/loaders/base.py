@@ -106,8 +106,12 @@ class FormatLoader(Loader):
 
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
-        self.dataset = ReaderDataset(store.reader(self.split))
+        self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
+
+    def make_reader(self):
+        """The reader of this loader's split (the store's format's reader)."""
+        return self.store.reader(self.split)
 
     @classmethod
     def unavailable_reason(cls):
