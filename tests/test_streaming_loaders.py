@@ -173,3 +173,13 @@ def test_a_corrupt_record_under_tf_data_is_named_with_its_shard(data_dir, tmp_pa
     shard.write_bytes(bytes(data))
     with pytest.raises(ThesisError, match=rf"{shard} holds a corrupt record.*prepare"):
         epoch(tmp_path, "tfdata", "tfrecord")
+
+
+def test_listing_the_loaders_and_their_availability_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from thesislib.loaders import availability, get_loader_class; availability(); "
+            "get_loader_class('tfdata'); print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
