@@ -36,11 +36,9 @@ def jpeg_files(data_dir, split):
 
 
 def npy_split(data_dir, split):
-    return tfrecord_free_read(store(data_dir, "npy-uint8"), split)
-
-
-def tfrecord_free_read(npy_store, split):
-    return npy_store.format.read_back(npy_store.path, split)
+    """(pixels, labels) of the source, as the npy-uint8 store holds them."""
+    npy = store(data_dir, "npy-uint8")
+    return npy.format.read_back(npy.path, split)
 
 
 def copy(data_dir, tmp_path, name):

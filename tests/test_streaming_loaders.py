@@ -40,7 +40,7 @@ def epoch(data_dir, loader, store, epoch=0, **options):
     with make_loader(loader, open_store(data_dir, "cifar10", store), "train", **options) as reader:
         reader.set_epoch(epoch)
         batches = list(reader.samples())
-        assert len(batches) == len(reader)
+        assert len(batches) == reader.batches_of_rank(reader.rank)
     return tuple(np.concatenate([batch[part].numpy() for batch in batches]) for part in range(3)), len(batches)
 
 
@@ -94,6 +94,22 @@ def test_two_ranks_read_disjoint_samples_that_cover_the_split(data_dir, loader, 
     ranks = [epoch(data_dir, loader, store, 1, rank=rank, world_size=2)[0][2] for rank in (0, 1)]
     assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
     assert sorted(np.concatenate(ranks).tolist()) == list(range(250))
+
+
+@pytest.mark.parametrize("loader, store", [("webdataset", "webdataset"), ("tfdata", "tfrecord")])
+def test_ranks_with_fewer_batches_repeat_their_last_so_that_every_rank_takes_as_many_steps(data_dir, loader,
+                                                                                          store):
+    seen, steps = [], []
+    for rank in range(3):  # 16 shards: 6, 5 and 5 per rank
+        with make_loader(loader, open_store(data_dir, "cifar10", store), "train", batch_size=16, seed=3,
+                         rank=rank, world_size=3) as reader:
+            logged = []
+            reader.sample_log = lambda indices: logged.append(indices.numpy().copy())
+            steps.append((len(list(reader)), len(reader), reader.batches_of_rank(rank)))
+            seen.append(np.unique(np.concatenate(logged)))
+    assert len({total for total, _, _ in steps}) == 1 and all(total == length for total, length, _ in steps)
+    assert min(own for _, _, own in steps) < steps[0][0]  # somebody padded
+    assert sorted(np.concatenate(seen).tolist()) == list(range(250))
 
 
 def test_without_shuffle_the_samples_come_in_index_order(data_dir):
@@ -157,3 +173,13 @@ def test_a_corrupt_record_under_tf_data_is_named_with_its_shard(data_dir, tmp_pa
     shard.write_bytes(bytes(data))
     with pytest.raises(ThesisError, match=rf"{shard} holds a corrupt record.*prepare"):
         epoch(tmp_path, "tfdata", "tfrecord")
+
+
+def test_listing_the_loaders_and_their_availability_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from thesislib.loaders import availability, get_loader_class; availability(); "
+            "get_loader_class('tfdata'); print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

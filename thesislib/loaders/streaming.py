@@ -10,7 +10,9 @@ Every shard goes to exactly one (rank, worker), so every sample is read once per
 
 With ranks, the shard counts of the stores (a multiple of 16, see :mod:`thesislib.stores.shards`) give
 each rank the same number of shards when the world size divides 16; the ranks' sample counts then differ by
-at most a sample per shard, and their batch counts by at most one.
+at most a sample per shard. Every rank knows every rank's batch count (a pure function too), and one with
+fewer batches than the busiest repeats its last batch, so that DistributedDataParallel's ranks take the
+same number of steps.
 """
 
 import numpy as np
@@ -76,6 +78,7 @@ class StreamingLoader(Loader):
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
         self.shard_sizes = np.zeros(0, dtype=np.int64)
+        self.sample_log = None  # called with each batch's sample indices (the distributed sample log)
 
     @property
     def readers(self) -> int:
@@ -95,10 +98,15 @@ class StreamingLoader(Loader):
         """Samples this rank reads per epoch."""
         return int(self.shard_sizes[self.rank_shards()].sum())
 
+    def batches_of_rank(self, rank: int) -> int:
+        """Batches that ``rank`` reads in this epoch: each of its readers batches its own shards."""
+        return sum(batch_count(int(self.shard_sizes[assigned_shards(
+            len(self.shard_sizes), self.seed, self.epoch, rank, self.world_size, worker, self.readers,
+            self.shuffle)].sum()), self.batch_size) for worker in range(self.readers))
+
     def __len__(self) -> int:
-        """Batches per epoch on this rank: each reader batches its own shards."""
-        return sum(batch_count(int(self.shard_sizes[self.shards_of(worker, self.readers)].sum()), self.batch_size)
-                   for worker in range(self.readers))
+        """Batches per epoch on every rank: the busiest rank's count (the others pad, see :meth:`__iter__`)."""
+        return max(self.batches_of_rank(rank) for rank in range(self.world_size))
 
     def batches(self):
         raise ThesisError(f"the {self.name} loader streams its shards: it has no sampler batches "
@@ -109,5 +117,19 @@ class StreamingLoader(Loader):
         raise NotImplementedError
 
     def __iter__(self):
-        for images, labels, _ in self.samples():
-            yield images, labels
+        """The epoch's ``(images, labels)``; a rank with fewer batches than the busiest repeats its last
+        batch until it has ``len(self)`` (as DistributedSampler pads), so that every rank takes as many
+        steps and none waits for the others forever. ``sample_log``, when set, is called with each
+        delivered batch's sample indices."""
+        delivered, last = 0, None
+        for images, labels, indices in self.samples():
+            delivered, last = delivered + 1, (images, labels, indices)
+            yield self.logged(images, labels, indices)
+        while last is not None and delivered < len(self):
+            delivered += 1
+            yield self.logged(*last)
+
+    def logged(self, images, labels, indices) -> tuple:
+        if self.sample_log is not None:
+            self.sample_log(indices)
+        return images, labels

@@ -1,8 +1,9 @@
 """What the sharded stores (``tfrecord``, ``webdataset``) share: the JPEG bytes of ``files-jpeg`` and the
 cut of a split into shards.
 
-Both stores hold, for every sample, exactly the bytes ``files-jpeg`` holds (:func:`thesislib.stores.imagefiles.encode` with
-the ``jpeg`` codec), so the JPEG loaders decode the same pixels from any of the three. A split is cut into
+Both stores hold, for every sample, exactly the bytes ``files-jpeg`` holds
+(:func:`thesislib.stores.imagefiles.encode` with the ``jpeg`` codec), so the JPEG loaders decode the same
+pixels from any of the three. A split is cut into
 shards of consecutive samples (sample ``i`` lives in the shard whose range holds ``i``) of about
 :data:`SHARD_BYTES` each; a split with enough samples gets at least :data:`MIN_SHARDS` shards, and the count
 is a multiple of it, so that 2 ranks x 8 workers (or any world size dividing it) each get the same number

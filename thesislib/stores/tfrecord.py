@@ -228,7 +228,8 @@ class RecordReader(Reader):
         self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
 
     def open(self):
-        return [open_shard(path, index_path(self.path, self.split, shard), self.starts[shard + 1] - self.starts[shard])
+        sizes = np.diff(self.starts)
+        return [open_shard(path, index_path(self.path, self.split, shard), sizes[shard])
                 for shard, path in enumerate(self.paths)]
 
     def close_handle(self, handle) -> None:
