@@ -30,7 +30,7 @@ def assert_one_line_error(capsys, status, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
+CONTRACT_COLUMNS = [  # docs/CONTRACT.md's results columns, in its order
     "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
     "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
     "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
@@ -159,8 +159,8 @@ def bench_cli(data_dir, tmp_path, *options):
 
 
 def test_unknown_loader_exits_2_listing_the_loaders(prepared_cifar10, tmp_path, capsys):
-    status = bench_cli(prepared_cifar10, tmp_path, "--loader", "tfrecord")
-    assert_one_line_error(capsys, status, "unknown loader 'tfrecord'", "numpy, cupy, hdf5")
+    status = bench_cli(prepared_cifar10, tmp_path, "--loader", "ffcv")
+    assert_one_line_error(capsys, status, "unknown loader 'ffcv'", "files, torchvision, dali, numpy")
 
 
 def test_unknown_dataset_exits_2_listing_the_datasets(tmp_path, capsys):

@@ -47,7 +47,8 @@ from thesislib.models import build_model, build_optimizer, check_model_name, che
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
 from thesislib.progress import repeat_bar, wanted
-from thesislib.results import COLUMNS, append_line, append_row, check_results_path  # noqa: F401
+from thesislib.results import (COLUMNS, aggregate_rank_frame, aggregate_ranks, append_line,  # noqa: F401
+                               append_row, check_results_path)
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
@@ -240,6 +241,13 @@ def log_batches(loader, folder, repeat: int) -> None:
     except OSError as exc:
         raise ThesisError(f"THESISLIB_SAMPLE_LOG: cannot write {path} ({exc.strerror}): point it to a "
                           "writable folder or unset it") from exc
+    def log(indices) -> None:
+        append_line(path, json.dumps({"repeat": repeat, "epoch": loader.epoch, "indices": list(map(int, indices))})
+                    + "\n")
+
+    if hasattr(loader, "sample_log"):  # a streaming loader: it reports each batch's samples as it reads them
+        loader.sample_log = log
+        return
     batches = loader.batches
 
     def logged() -> list:
@@ -303,45 +311,6 @@ def report_progress(rows: list, config: BenchConfig) -> None:
     print(f"{config.loader}/{row['store']} on {config.dataset}, repeat {row['repeat'] + 1}/{config.repeats}"
           f"{ranks}: {row['total_train_s']:.2f} s, {row['images_per_s']:.0f} img/s, stall "
           f"{row['stall_pct']:.1f}%, train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
-
-
-def total(column):
-    """The sum of a column's values; NaN if all are NaN (pandas' plain sum would give 0)."""
-    return column.sum(min_count=1)
-
-
-# How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
-# throughput and memory add up over the ranks' processes, the longest data wait (and stall) is the
-# straggler's; the other columns (the run's settings) are the same on every rank: the first is kept.
-RANK_AGGREGATES = {
-    "total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", "stall_pct": "max",
-    "images_per_s": total, "peak_ram_mb": total, "peak_vram_mb": total, "gpu_util_pct": "mean",
-    "cpu_util_pct": total, "train_loss": "mean", "val_acc": "mean", "cached_pct": "mean",
-}
-
-
-def aggregate_ranks(rows) -> dict:
-    """One repeat's rows (dicts, one per rank) combined into one row (see :data:`RANK_AGGREGATES`), with
-    ``data_s_min`` (the shortest rank's data wait) beside ``data_s_mean`` (the longest), and no ``rank``."""
-    import pandas as pd
-
-    return aggregate_rank_frame(pd.DataFrame(list(rows))).iloc[0].to_dict()
-
-
-def aggregate_rank_frame(frame):
-    """A results frame with one row per (run_id, repeat): the rows of its ranks combined as
-    :func:`aggregate_ranks` does (rows of single-process runs pass unchanged, but for ``data_s_min``)."""
-    import pandas as pd
-
-    frame = frame.assign(rank=frame.get("rank", 0), world_size=frame.get("world_size", 1))
-    frame = frame.fillna({"rank": 0, "world_size": 1})  # rows written before the columns existed
-    keys = ["run_id", "repeat"]
-    how = {column: RANK_AGGREGATES.get(column, "first") for column in frame.columns
-           if column not in keys and column != "rank"}
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    combined = grouped.agg(how)
-    combined.insert(combined.columns.get_loc("data_s_mean") + 1, "data_s_min", grouped["data_s_mean"].min())
-    return pd.DataFrame(combined).reset_index()
 
 
 # ----------------------------------------------------------------------------------------- results file

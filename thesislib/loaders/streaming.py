@@ -16,24 +16,13 @@ same number of steps.
 """
 
 import numpy as np
-import torch
 
 from thesislib.errors import ThesisError
+from thesislib.distributed import rank_and_world
 from thesislib.loaders.base import Loader
 from thesislib.loaders.sampler import batch_count, check_seed, check_whole
 
 SHUFFLE_BUFFER = 1000  # samples in the shuffle buffer (webdataset's and tf.data's usual size)
-
-
-def rank_and_world() -> tuple:
-    """(rank, world size) of this process: torch.distributed's when a process group is set up, else (0, 1)."""
-    try:
-        from thesislib.distributed import rank_and_world as from_distributed
-    except ImportError:  # before the distributed module is merged
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-    return from_distributed()
 
 
 def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -65,7 +54,7 @@ class StreamingLoader(Loader):
     """A loader that streams whole shards; see the module docstring. Parameters beyond the common ones (see
     :mod:`thesislib.loaders.base`): ``shuffle_buffer`` (samples mixed before batching; ignored when
     ``shuffle`` is False), ``rank`` and ``world_size`` (default: torch.distributed's, see
-    :func:`rank_and_world`). ``seed`` fixes the shard order of every epoch (with ``set_epoch``) and the
+    :func:`thesislib.distributed.rank_and_world`). ``seed`` fixes the shard order of every epoch (with ``set_epoch``) and the
     buffer's draws. The last batch of each worker's stream may be short.
 
     Subclasses set :attr:`shard_sizes` (samples per shard, in shard order) and implement

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thesislib.loaders import loader_order
 from thesislib.results import CONTRACT_COLUMNS, EXTRA_COLUMNS
 
 RESULT_COLUMNS = CONTRACT_COLUMNS   # a results file must have these
@@ -15,13 +16,14 @@ assert tuple(OPTIONAL_COLUMNS) == EXTRA_COLUMNS, "results.EXTRA_COLUMNS and the 
 
 TEXT_COLUMNS = ("run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "precision",
                 "device", "model", "cache_state", "thesislib_version")
-LOADER_ORDER = ("files", "numpy", "cupy", "hdf5", "zarr", "dali", "memory", "torchvision")
+LOADER_ORDER = tuple(loader_order())  # the format registry's order (thesislib.loaders)
 CACHE_ORDER = ("warm", "cold")
 
 
 # Settings that, when they differ within one table cell, are added to the row label to keep cells apart
 # (rows of two machines, or two models, are never pooled into one mean).
-CONDITION_COLUMNS = ("host", "model", "device", "precision", "epochs", "batch_size", "num_workers", "scale")
+CONDITION_COLUMNS = ("host", "model", "device", "precision", "epochs", "batch_size", "num_workers", "scale",
+                     "world_size")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pandas as pd
 from thesislib.datasets import DATASETS
 from thesislib.errors import ThesisError
 from thesislib.paths import project_path
+from thesislib.results import aggregate_rank_frame
 from thesislib.report.columns import RESULT_COLUMNS, OPTIONAL_COLUMNS, TEXT_COLUMNS, LOADER_ORDER, CACHE_ORDER, CONDITION_COLUMNS
 
 
@@ -24,7 +25,7 @@ def read_results(results, allow_mixed: bool = False) -> pd.DataFrame:
     frames = [_read_one(path) for path in parse_paths(results)]
     frame = pd.concat(frames, ignore_index=True)
     check_versions(frame, allow_mixed)
-    return add_labels(frame)
+    return add_labels(aggregate_rank_frame(frame))  # one row per repeat over its ranks
 
 
 def _read_one(path: Path) -> pd.DataFrame:
