@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from thesislib import __version__, pagecache
+from thesislib import __version__, pagecache, remote
 from thesislib.atomic import write_atomic
 from thesislib.datasets import check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
@@ -69,6 +69,7 @@ class BenchConfig:
     data_dir: str = "data"
     pin_memory: bool = False
     cold: bool = False
+    cache: str = None          # a local folder: read a verified copy of the store there (thesislib.remote)
 
 
 def resolve_device(device: str) -> str:
@@ -121,6 +122,13 @@ def open_prepared_store(config: BenchConfig):
     return store
 
 
+def use_cache(config: BenchConfig, store) -> tuple:
+    """(the verified local copy of ``store`` under ``config.cache``, the copy's results columns)."""
+    path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest)
+    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)))
+    return local, {"cache_copy_s": seconds, "cache_copy_bytes": copied, "store_location": str(store.path)}
+
+
 def git_commit() -> str:
     """The project's HEAD commit ("" outside a git checkout)."""
     try:
@@ -141,7 +149,7 @@ class Run:
 
     def __init__(self, config: BenchConfig, store):
         self.config, self.store = config, store
-        self.files = pagecache.store_files(store.path)
+        self.files = [] if remote.is_url(store.path) else pagecache.store_files(store.path)
         self.train = self.val = None
         self.cached_pct = math.nan
         options = dict(batch_size=config.batch_size, num_workers=config.num_workers,
@@ -217,14 +225,15 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
     Relative paths (``results``, ``config.data_dir``) are taken from the project root. Returns the rows.
     """
     config = validate(config)
-    config = replace(config, data_dir=str(project_path(config.data_dir)))
+    config = replace(config, data_dir=remote.resolve(config.data_dir))
     results = check_results_path(results) if results is not None else None
     store = open_prepared_store(config)
+    store, copy = use_cache(config, store) if config.cache else (store, {})
     run_id, commit, rows = new_run_id(), git_commit(), []
     if results is not None:
         append_environment(results, run_id, config.data_dir)
     for repeat in range(config.repeats):
-        rows.append(run_once(config, store, repeat, run_id, commit))
+        rows.append({**run_once(config, store, repeat, run_id, commit), **copy})
         if results is not None:
             append_row(results, rows[-1])
         if progress:

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pin-memory", action="store_true")
     bench.add_argument("--cold", action="store_true",
                        help="evict the store's files from the page cache before each epoch")
+    bench.add_argument("--cache", default=None, help="copy the store (e.g. at a URL) here once, read the copy")
 
     fmt = commands.add_parser("formats", help="the image-format size table")
     fmt.add_argument("--image", default=None, help="default: the largest photo a dependency ships")
@@ -95,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _from_cwd(path) -> str:
-    """Command-line paths are relative to the working folder (library calls take them from the project root)."""
+    """Command-line paths are relative to the working folder (library calls take them from the project root);
+    a URL stays as it is."""
     from pathlib import Path
 
+    from thesislib.remote import is_url
+
+    if is_url(path):
+        return str(path)
     return str(Path(path).expanduser().resolve())
 
 
@@ -122,7 +128,8 @@ def run_bench(args):
         loader=args.loader, dataset=args.dataset, store=args.store, epochs=args.epochs,
         repeats=args.repeats, batch_size=args.batch_size, num_workers=args.num_workers,
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
-        scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
+        scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold,
+        cache=_from_cwd(args.cache) if args.cache else None)
     rows = run_protocol(config, results=_from_cwd(args.results), progress=True)
     print(f"wrote {len(rows)} row(s) to {args.results}")
 

@@ -42,10 +42,12 @@ class Loader(abc.ABC):
     store_kinds = ()       # store kinds it reads: "files", "npy", "hdf5", "zarr"
     default_store = ""     # the store it reads when --store is not given
     needs_gpu = False      # True: refuses to start without a CUDA GPU
+    reads_urls = False     # True: reads a store at a URL directly (see thesislib.remote)
 
     def __init__(self, store, split, *, batch_size, num_workers=0, pin_memory=False, seed=0, shuffle=True,
                  device="cpu"):
         self.store = check_store_kind(self, store)
+        check_reads_url(self, store)
         self.split = choose("split", split, SPLITS)
         self.batch_size = check_batch_size(batch_size)
         self.num_workers = check_num_workers(num_workers)
@@ -127,6 +129,16 @@ def check_store_kind(loader, store):
         raise ThesisError(f"loader {loader.name!r} cannot read store {store.name!r} (a {store.kind} store): "
                           f"choose --store from {', '.join(fitting)}")
     return store
+
+
+def check_reads_url(loader, store) -> None:
+    """A ThesisError if ``store`` lies at a URL and ``loader`` cannot read it there (a memory map needs a
+    local file): the fix is ``--cache``, a verified local copy."""
+    from thesislib import remote
+
+    if remote.is_url(store.path) and not loader.reads_urls:
+        raise ThesisError(f"the {loader.name} loader cannot read {store.path} at a URL (it needs local files): "
+                          "add --cache DIR to read a verified local copy, or use the files, hdf5 or zarr loader")
 
 
 def check_split(path, split: str, images_shape, labels_count: int, shape=None) -> None:

@@ -6,6 +6,7 @@ array. The file list comes from the store's ImageFolder layout, ordered by sampl
 
 import numpy as np
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.loaders.base import BatchDataset, BatchLoader
 from thesislib.stores import imagefiles
@@ -18,9 +19,10 @@ def check_count(folder, found: int, expected: int) -> None:
                           "folder and run prepare again")
 
 
-def decode(path, shape) -> np.ndarray:
-    """The pixels of one image file, checked to be (H, W, 3) ``shape``; a ThesisError naming the file."""
-    image = imagefiles.decode(path)
+def decode(path, shape, data: bytes = None) -> np.ndarray:
+    """The pixels of one image file (or its fetched bytes ``data``), checked to be (H, W, 3) ``shape``; a
+    ThesisError naming the file."""
+    image = imagefiles.decode(path, data)
     if image.shape != tuple(shape):
         raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
                           f"{shape[1]}x{shape[0]}: delete the store folder and prepare again")
@@ -34,20 +36,24 @@ class FileBatches(BatchDataset):
         super().__init__()
         self.paths, self.labels = imagefiles.list_files(store.path, split)
         self.shape = store.shape(split)
-        check_count(store.path / split, len(self.paths), self.shape[0])
+        check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
+        self.remote = remote.is_url(store.path)
 
     def open(self):
         return self.paths
 
     def read(self, handle, indices):
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
-        for row, index in enumerate(indices):
-            images[row] = decode(handle[index], self.shape[1:])
+        paths = [handle[index] for index in indices]
+        blobs = remote.read_many(paths) if self.remote else [None] * len(paths)  # one concurrent fetch
+        for row, (path, data) in enumerate(zip(paths, blobs)):
+            images[row] = decode(path, self.shape[1:], data)
         return images, self.labels[indices]
 
 
 class FilesLoader(BatchLoader):
     name = "files"
+    reads_urls = True
     store_kinds = ("files",)
     default_store = "files-jpeg"
     batches_class = FileBatches

@@ -7,6 +7,7 @@ HDF5 handle inherited across a fork returns corrupt data. ``close()`` closes it 
 import h5py
 import numpy as np
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.loaders.base import BatchDataset, BatchLoader, check_split
 from thesislib.stores import hdf5
@@ -21,7 +22,7 @@ def open_split(path, split, shape=None):
     """(file, images dataset, labels array) of ``split``; a ThesisError naming a bad file (which is then
     closed again)."""
     try:
-        file = h5py.File(path, "r")
+        file = h5py.File(remote.open_file(path) if remote.is_url(path) else path, "r")  # a URL: a file object
     except OSError as exc:
         raise corrupt(path, split, exc) from exc
     try:
@@ -39,7 +40,7 @@ def open_split(path, split, shape=None):
 class Hdf5Batches(BatchDataset):
     def __init__(self, store, split):
         super().__init__()
-        self.path, self.split, self.shape = store.path / hdf5.FILE, split, store.shape(split)
+        self.path, self.split, self.shape = remote.join(store.path, hdf5.FILE), split, store.shape(split)
 
     def open(self):
         return open_split(self.path, self.split, self.shape)
@@ -60,6 +61,7 @@ class Hdf5Batches(BatchDataset):
 
 class Hdf5Loader(BatchLoader):
     name = "hdf5"
+    reads_urls = True
     store_kinds = ("hdf5",)
     default_store = "hdf5"
     batches_class = Hdf5Batches

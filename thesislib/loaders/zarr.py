@@ -9,6 +9,7 @@ Opened lazily in the process that reads.
 import numpy as np
 import zarr
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.loaders.base import BatchDataset, BatchLoader, check_split
 from thesislib.stores import zarr as zarr_store
@@ -22,7 +23,7 @@ DAMAGED = (OSError, ValueError, zarr.errors.BaseZarrError)
 def open_split(path, split, shape=None):
     """(images array, labels ndarray) of ``split``; a ThesisError naming a missing or bad array."""
     try:
-        group = zarr.open_group(path, mode="r")
+        group = zarr.open_group(remote.zarr_store(path), mode="r")
         images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
     except (KeyError, *DAMAGED) as exc:
         raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
@@ -39,7 +40,8 @@ def is_decode_error(exc: BaseException) -> bool:
 class ZarrBatches(BatchDataset):
     def __init__(self, store, split):
         super().__init__()
-        self.path, self.split, self.shape = store.path / zarr_store.FOLDER, split, store.shape(split)
+        self.path, self.split = remote.join(store.path, zarr_store.FOLDER), split
+        self.shape = store.shape(split)
 
     def open(self):
         return open_split(self.path, self.split, self.shape)
@@ -58,6 +60,7 @@ class ZarrBatches(BatchDataset):
 
 class ZarrLoader(BatchLoader):
     name = "zarr"
+    reads_urls = True
     store_kinds = ("zarr",)
     default_store = "zarr"
     batches_class = ZarrBatches

@@ -7,6 +7,7 @@ is an interrupted conversion and is never read. :func:`open_store` is how loader
 from dataclasses import dataclass
 from pathlib import Path
 
+from thesislib import remote
 from thesislib.errors import ThesisError, choose
 from thesislib.paths import project_path
 
@@ -49,7 +50,10 @@ def parse_store_list(text) -> list:
     return [get_store_spec(name).name for name in names]
 
 
-def store_path(data_dir, dataset: str, store: str) -> Path:
+def store_path(data_dir, dataset: str, store: str):
+    """The store's folder: a Path, or a URL string when ``data_dir`` is one (see :mod:`thesislib.remote`)."""
+    if remote.is_url(data_dir):
+        return remote.join(data_dir, dataset, store)
     return project_path(data_dir) / dataset / store
 
 
@@ -103,8 +107,8 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
     get_dataset(dataset)
     spec = get_store_spec(store)
     path = store_path(data_dir, dataset, store)
-    if not (path / "manifest.json").is_file():
-        state = "is incomplete (no manifest.json)" if path.exists() else "is not prepared"
+    if not remote.exists(remote.join(path, "manifest.json")):
+        state = "is incomplete (no manifest.json)" if remote.exists(path) else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
     return Store(path, spec, read_manifest(path, dataset=dataset, store=store))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 
 
@@ -53,10 +54,11 @@ def encode(image: np.ndarray, codec: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode(path) -> np.ndarray:
-    """The pixels of one image file as (H, W, 3) uint8; a ThesisError naming the file if it is corrupt."""
+def decode(path, data: bytes = None) -> np.ndarray:
+    """The pixels of one image file as (H, W, 3) uint8 (``data``: its bytes, already fetched from a URL); a
+    ThesisError naming the file if it is corrupt."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
@@ -103,20 +105,30 @@ def sample_index(file_name: str):
     return int(stem) if stem.isdigit() else None
 
 
+def class_listing(root) -> list:
+    """[(class folder name, [its file names])] of a split folder, folders sorted; ``root`` a path or URL
+    (an HTTP server must list folders)."""
+    if remote.is_url(root):
+        return [(folder, remote.list_files(remote.join(root, folder))) for folder in remote.list_folders(root)]
+    return [(folder, [entry.name for entry in os.scandir(root / folder)])
+            for folder in sorted(entry.name for entry in os.scandir(root) if entry.is_dir())]
+
+
 def list_files(store_dir, split: str) -> tuple:
     """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders."""
-    root = Path(store_dir) / split
-    if not root.is_dir():
+    root = remote.join(store_dir, split) if remote.is_url(store_dir) else Path(store_dir) / split
+    if not remote.is_url(root) and not root.is_dir():
         raise ThesisError(f"{root} is missing: delete {store_dir} and run `python -m thesislib prepare` again")
     found = {}
-    for label, folder in enumerate(sorted(entry.name for entry in os.scandir(root) if entry.is_dir())):
-        for entry in os.scandir(root / folder):
-            index = sample_index(entry.name)
+    for label, (folder, names) in enumerate(class_listing(root)):
+        for name in names:
+            path = remote.join(root, folder, name) if remote.is_url(root) else root / folder / name
+            index = sample_index(name)
             if index is None or index in found:
                 what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
-                raise ThesisError(f"{entry.path} {what}: a store holds only the files prepare wrote; delete "
+                raise ThesisError(f"{path} {what}: a store holds only the files prepare wrote; delete "
                                   f"{store_dir} and run `python -m thesislib prepare` again")
-            found[index] = (Path(entry.path), label)
+            found[index] = (path, label)
     missing = sorted(set(range(len(found))) ^ set(found))
     if missing:
         raise ThesisError(f"{root} lacks the file of sample {missing[0]}: delete {store_dir} and prepare again")
