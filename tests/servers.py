@@ -125,7 +125,8 @@ def create_user(url: str) -> tuple:
 
 def require_credentials(url: str) -> None:
     """From now on moto refuses every request without valid credentials (its /moto-api/reset-auth)."""
-    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=b"0", method="POST")
+    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})  # a form body would be parsed away
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 

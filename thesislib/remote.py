@@ -229,12 +229,13 @@ def _entries(url) -> list:
 
 
 def walk_files(url) -> dict:
-    """{path relative to ``url`` ("/"-separated): size in bytes} of every file below the folder ``url``."""
+    """{path relative to ``url`` ("/"-separated): size in bytes, or None where the server does not say (an
+    HTTP folder listing)} of every file below the folder ``url``."""
     fs, path = filesystem(url)
     root = path.rstrip("/")
     with remote_errors(url, "the store is not there; check --data-dir"):
         found = fs.find(root, detail=True)
-    return {name[len(root) + 1:]: int(info.get("size") or 0) for name, info in found.items()
+    return {name[len(root) + 1:]: info.get("size") for name, info in found.items()
             if info.get("type", "file") == "file"}
 
 
@@ -246,14 +247,15 @@ def upload_folder(local_dir, url) -> int:
     check_writable(url)
     fs, root = filesystem(url)
     local_dir = Path(local_dir)
-    files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / MANIFEST)
     with remote_errors(url, "check that the bucket exists"):
         if fs.exists(f"{root}/{MANIFEST}"):
             fs.rm_file(f"{root}/{MANIFEST}")
         if fs.exists(root):
             fs.rm(root, recursive=True)
-        for path in [*files, local_dir / MANIFEST]:
-            fs.put_file(str(path), f"{root}/{path.relative_to(local_dir).as_posix()}")
+        targets = [f"{root}/{path.relative_to(local_dir).as_posix()}" for path in files]
+        fs.put([str(path) for path in files], targets)  # concurrently, where fsspec can (s3fs)
+        fs.put_file(str(local_dir / MANIFEST), f"{root}/{MANIFEST}")
     return sum(path.stat().st_size for path in files) + (local_dir / MANIFEST).stat().st_size
 
 
@@ -301,12 +303,12 @@ def check_sum(copy_dir: Path, name: str, found: str, expected: str) -> None:
 
 
 def verify_copy(copy_dir: Path, manifest: dict, sizes: dict) -> None:
-    """A ThesisError unless every file of ``copy_dir`` has the size the source listed and, where the
-    manifest lists per-file SHA-256 digests, that digest."""
+    """A ThesisError unless every file of ``copy_dir`` has the size the source listed (where it listed one)
+    and, where the manifest lists per-file SHA-256 digests, that digest."""
     digests = manifest_file_digests(manifest)
     for name, size in sizes.items():
         path = copy_dir / name
-        if path.stat().st_size != size:
+        if size is not None and path.stat().st_size != size:
             raise ThesisError(f"copy of {name} in {copy_dir} has {path.stat().st_size} bytes, the source "
                               f"{size}: the copy was interrupted; run again (it copies anew)")
         if name in digests:
@@ -335,11 +337,12 @@ def download(url, tmp: Path, sizes: dict) -> int:
     root = root.rstrip("/")
     names = sorted(name for name in sizes if name != MANIFEST) + [MANIFEST]
     with remote_errors(url, "the store at the URL is incomplete; prepare it again"):
-        for name in names:
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(f"{root}/{name}", str(target))
-    return sum(sizes[name] for name in names)
+        for folder in {(tmp / name).parent for name in names}:
+            folder.mkdir(parents=True, exist_ok=True)
+        data = names[:-1]
+        fs.get([f"{root}/{name}" for name in data], [str(tmp / name) for name in data])  # concurrently
+        fs.get_file(f"{root}/{MANIFEST}", str(tmp / MANIFEST))
+    return sum((tmp / name).stat().st_size for name in names)
 
 
 def cache_error(cache_dir, exc: OSError) -> ThesisError:
