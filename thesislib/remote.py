@@ -139,16 +139,62 @@ def transport_errors() -> tuple:
     return tuple(found)
 
 
+def causes(exc: BaseException):
+    """``exc`` and the exceptions it was raised from (fsspec's HTTP layer re-raises every failure as
+    FileNotFoundError from the real one)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def classify(exc: BaseException) -> str:
+    """"denied", "missing", "unreachable" or "other", by the types and HTTP status in the chain of causes."""
+    for cause in causes(exc):
+        status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
+        if isinstance(cause, denied_errors()) or status in (401, 403):
+            return "denied"
+        if status == 404:
+            return "missing"
+        if isinstance(cause, unreachable_errors()):
+            return "unreachable"
+    return "missing" if isinstance(exc, FileNotFoundError) else "other"
+
+
+def denied_errors() -> tuple:
+    """The exceptions of refused or missing credentials."""
+    found = [PermissionError]
+    with contextlib.suppress(ImportError):
+        import botocore.exceptions
+        found += [botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError]
+    return tuple(found)
+
+
+def unreachable_errors() -> tuple:
+    """The exceptions of a server that does not answer: the OS's, aiohttp's and botocore's."""
+    found = [ConnectionError, TimeoutError]
+    with contextlib.suppress(ImportError):
+        import aiohttp
+        found.append(aiohttp.ClientConnectionError)
+    with contextlib.suppress(ImportError):
+        import botocore.exceptions
+        found.append(botocore.exceptions.ConnectionError)
+    return tuple(found)
+
+
 def describe(url, exc: BaseException, missing_fix: str = None) -> str:
     """One line: what went wrong with ``url`` and the fix, by the kind of error (never its text)."""
     scheme = SCHEMES.get(scheme_of(url), SCHEMES["file"])
-    if isinstance(exc, FileNotFoundError):
-        return f"{url} does not exist ({exc}): {missing_fix or scheme.access_fix}"
-    if isinstance(exc, PermissionError):
-        return f"access to {url} was refused ({exc}): {scheme.access_fix}"
-    if is_url(url):
-        return f"cannot reach {url} ({type(exc).__name__}: {exc}): {scheme.access_fix}"
-    return f"cannot read {url} ({exc}): {scheme.access_fix}"
+    kind, root = classify(exc), list(causes(exc))[-1]
+    reason = f"{type(root).__name__}: {root}".replace("\n", " ")
+    if kind == "missing":
+        return f"{url} does not exist: {missing_fix or scheme.access_fix}"
+    if kind == "denied":
+        return f"access to {url} was refused ({reason}): {scheme.access_fix}"
+    if kind == "unreachable" or is_url(url):
+        return f"cannot reach {url} ({reason}): {scheme.access_fix}"
+    return f"cannot read {url} ({reason}): {scheme.access_fix}"
 
 
 @contextlib.contextmanager
@@ -173,8 +219,15 @@ def open_file(path_or_url, mode: str = "rb", **options):
 def exists(path_or_url) -> bool:
     """True if the file or folder exists; an unreachable server or a refused access is a ThesisError."""
     fs, path = filesystem(path_or_url)
-    with remote_errors(path_or_url):
+    if not is_url(path_or_url):
         return fs.exists(path)
+    try:
+        fs.info(path)  # not fs.exists: over HTTP it says False for a server that does not answer
+    except transport_errors() as exc:
+        if classify(exc) == "missing":
+            return False
+        raise ThesisError(describe(path_or_url, exc)) from exc
+    return True
 
 
 def read_bytes(path_or_url) -> bytes:
