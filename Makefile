@@ -28,7 +28,7 @@ install-unlocked:
 run: $(STAMP)
 	$(BIN)/python scripts/run_study.py --profile $(PROFILE)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS)
 
 # Unit tests alone, no notebooks.
@@ -41,6 +41,14 @@ install-gpu: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
+
+# Programs the tests start that pip cannot install: nginx (tests/test_remote.py serves stores over HTTP with
+# it). Installed from the distribution's packages only when missing (needs root, or sudo without a password).
+.PHONY: system-deps
+system-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q nginx-light; }
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
