@@ -37,7 +37,7 @@ def load(data_dir, loader, store, device="cpu", epochs=(0, 1), **options):
             for images, labels in reader:
                 assert images.device.type == torch.device(device).type
                 assert labels.dtype == torch.int64
-                batches.append((epoch, images.cpu().numpy(), labels.cpu().numpy()))
+                batches.append((epoch, images.cpu().numpy().copy(), labels.cpu().numpy()))  # kept: a copy
     return batches
 
 

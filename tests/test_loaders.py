@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from thesislib.errors import ThesisError
-from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, make_loader
+from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, loader_order, make_loader
 from thesislib.loaders import memory as memory_loader
-from thesislib.loaders.base import BufferPool, gather, gather_pool
+from thesislib.loaders.base import BatchRing, gather, gather_pool
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import open_store
 
@@ -15,14 +15,16 @@ from thesislib.stores import open_store
 LOSSLESS = [("numpy", "npy-uint8"), ("hdf5", "hdf5"), ("zarr", "zarr"), ("memory", "npy-uint8"),
             ("files", "files-png"), ("torchvision", "files-png")]
 HAS_GPU = torch.cuda.is_available()
+CONTRACT_LOADERS = ["files", "numpy", "cupy", "hdf5", "zarr", "dali", "memory", "torchvision", "lmdb", "parquet"]
 
 
 def read_all(data_dir, loader, store, epoch=1, **options):
-    """(images, labels) of one epoch, concatenated, plus the number of batches."""
+    """(images, labels) of one epoch, concatenated, plus the number of batches (each batch copied: it lives
+    in a reused buffer only until a few further batches were drawn)."""
     options = {"batch_size": 64, "seed": 3, **options}
     with make_loader(loader, open_store(data_dir, "cifar10", store), "train", **options) as reader:
         reader.set_epoch(epoch)
-        batches = list(reader)
+        batches = [(images.clone(), labels) for images, labels in reader]
     images = torch.cat([images for images, _ in batches])
     labels = torch.cat([labels for _, labels in batches])
     return images, labels, len(batches)
@@ -78,23 +80,35 @@ def test_gather_in_threads_equals_fancy_indexing(threads):
         torch.set_num_threads(before)
 
 
-def test_buffer_pool_never_rewrites_a_batch_that_is_still_referenced():
-    pool = BufferPool()
+def test_a_ring_batch_stays_valid_until_slots_further_batches_are_drawn():
+    ring = BatchRing(slots=3)
     array = np.arange(4000, dtype=np.uint8).reshape(1000, 4)
-    first = torch.from_numpy(gather(array, np.arange(0, 10), pool))
-    kept = first.clone()
-    second = gather(array, np.arange(10, 20), pool)
-    assert torch.equal(first, kept) and second is not first.numpy().base
-    del first
-    third = gather(array, np.arange(20, 30), pool)
-    assert len(pool.buffers) == 2 and np.array_equal(third, array[20:30])
+    first = gather(array, np.arange(0, 10), ring)
+    later = [gather(array, np.arange(10 * i, 10 * i + 10), ring) for i in (1, 2)]
+    assert np.array_equal(first, array[:10]) and all(b is not first for b in later)
+    gather(array, np.arange(30, 40), ring)  # the third further batch reuses the first batch's slot
+    assert np.array_equal(first, array[30:40])
 
 
-@pytest.mark.parametrize("keep", [1, 2])
-def test_buffer_pool_keeps_at_most_keep_buffers(keep):
-    pool = BufferPool(keep=keep)
-    batches = [pool.empty((4,), np.uint8) for _ in range(5)]  # all still referenced: five new buffers
-    assert len(pool.buffers) == keep and pool.buffers[-1] is batches[-1]
+def test_a_ring_hands_a_short_last_batch_a_view_of_its_slot_and_reallocates_for_other_shapes():
+    ring = BatchRing(slots=2)
+    full, _ = ring.take((8, 4), np.uint8), ring.take((8, 4), np.uint8)
+    short = ring.take((3, 4), np.uint8)
+    assert short.shape == (3, 4) and np.shares_memory(short, full)
+    other = ring.take((8, 5), np.float32)
+    assert other.shape == (8, 5) and other.dtype == np.float32
+
+
+def test_a_reader_pickled_to_a_worker_gathers_into_fresh_arrays(prepared_cifar10):
+    import pickle
+
+    reader = open_store(prepared_cifar10, "cifar10", "npy-uint8").reader("train")
+    copy = pickle.loads(pickle.dumps(reader))
+    assert reader.ring is not None and copy.ring is None and copy.handle is None
+    first = copy.read(np.arange(4))[0]
+    copy.read(np.arange(4, 8)), copy.read(np.arange(8, 12)), copy.read(np.arange(12, 16))
+    np.testing.assert_array_equal(first, reader.read(np.arange(4))[0])
+    reader.close(), copy.close()
 
 
 def test_a_larger_gather_pool_shuts_the_smaller_one_down():
@@ -145,16 +159,25 @@ def test_loader_has_len_and_reopens_after_close(prepared_cifar10, reference):
 
 
 def test_default_stores_are_the_contracts():
-    assert DEFAULT_STORES == {"files": "files-jpeg", "torchvision": "files-jpeg", "dali": "files-jpeg",
-                              "numpy": "npy-uint8", "cupy": "npy-uint8", "memory": "npy-uint8",
-                              "hdf5": "hdf5", "zarr": "zarr"}
+    assert {name: DEFAULT_STORES[name] for name in CONTRACT_LOADERS} == {
+        "files": "files-jpeg", "torchvision": "files-jpeg", "dali": "files-jpeg", "numpy": "npy-uint8",
+        "cupy": "npy-uint8", "memory": "npy-uint8", "hdf5": "hdf5", "zarr": "zarr", "lmdb": "lmdb",
+        "parquet": "parquet"}
     assert set(DEFAULT_STORES) == set(LOADERS)
+
+
+def test_every_format_with_a_reader_is_a_loader_in_the_registrys_order():
+    from thesislib.stores import FORMATS, format_of
+
+    batch_loaders = [format_of(kind).LOADER for kind in FORMATS if getattr(format_of(kind), "LOADER", None)]
+    assert [name for name in loader_order() if name in batch_loaders] == batch_loaders
+    assert loader_order()[:3] == ["files", "torchvision", "dali"] and list(LOADERS) == loader_order()
 
 
 def test_availability_lists_every_loader_and_the_cpu_ones_are_available():
     found = availability()
     assert list(found) == list(LOADERS)
-    for name in ("files", "numpy", "hdf5", "zarr", "memory", "torchvision"):
+    for name in ("files", "numpy", "hdf5", "zarr", "memory", "torchvision", "lmdb", "parquet"):
         assert found[name] == "available"
 
 
@@ -168,8 +191,8 @@ def test_gpu_loader_without_a_gpu_says_a_cuda_gpu_is_needed(prepared_cifar10, lo
 
 # ------------------------------------------------------------------------------------------------ bad input
 def test_unknown_loader_lists_the_valid_ones():
-    with pytest.raises(ThesisError, match="unknown loader 'tfrecord': choose one of files, numpy"):
-        make_loader("tfrecord", None, "train", batch_size=8)
+    with pytest.raises(ThesisError, match="unknown loader 'ffcv': choose one of files, torchvision, dali, numpy"):
+        make_loader("ffcv", None, "train", batch_size=8)
 
 
 def test_loader_on_a_store_of_another_kind_names_the_stores_it_reads(prepared_cifar10):
@@ -193,9 +216,9 @@ def test_memory_loader_frees_the_split_on_close_and_reads_it_again(prepared_cifa
     reader.close()
     assert reader.images is None
     reader.set_epoch(1)
-    batches = list(reader)
+    batches = [(images.clone(), images.is_pinned()) for images, _ in reader]  # ring buffers: copied
     assert torch.equal(torch.cat([images for images, _ in batches]), reference[0])
-    assert all(images.is_pinned() == HAS_GPU for images, _ in batches)  # each batch is, with a GPU
+    assert all(pinned == HAS_GPU for _, pinned in batches)  # each batch is, with a GPU
     reader.close()
 
 

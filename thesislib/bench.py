@@ -124,7 +124,10 @@ def open_prepared_store(config: BenchConfig):
 
 def use_cache(config: BenchConfig, store) -> tuple:
     """(the verified local copy of ``store`` under ``config.cache``, the copy's results columns)."""
-    path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest)
+    from thesislib.stores import verify_store
+
+    path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest,
+                                                 lambda tmp: verify_store(replace(store, path=tmp), progress=False))
     local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)))
     return local, {"cache_copy_s": seconds, "cache_copy_bytes": copied, "store_location": str(store.path)}
 

@@ -18,10 +18,7 @@ from thesislib import remote
 from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError
 from thesislib.sources import SourceData, load_source
-from thesislib.stores import get_store_spec, parse_store_list, store_path
-from thesislib.stores import hdf5 as hdf5_store
-from thesislib.stores import imagefiles, npy
-from thesislib.stores import zarr as zarr_store
+from thesislib.stores import file_sha256, format_of, get_store_spec, parse_store_list, store_path
 from thesislib.stores.manifest import MANIFEST, array_checksum, read_manifest, write_manifest
 
 
@@ -115,31 +112,27 @@ def replace_folder(tmp: Path, final: Path) -> None:
 
 
 def write_store(out: Path, name: str, data: SourceData, progress: bool) -> dict:
-    """Write every split of ``data`` into the empty folder ``out``; return the manifest's store fields."""
+    """Write every split of ``data`` into the empty folder ``out`` with the store's format module; return
+    the manifest's store fields (with the SHA-256 of every data file, for ``verify``)."""
     spec = get_store_spec(name)
+    fmt = format_of(spec.kind)
     total = sum(len(labels) for _, labels in data.splits.values())
     bar = tqdm(total=total, desc=f"{data.dataset}/{name}", unit="img", disable=not progress)
-    splits, checksums, layout = {}, {}, {}
+    splits, checksums = {}, {}
     with bar:
         for split in SPLITS:
             images, labels = data.splits[split]
-            checksums[split], layout = _write_split(out, spec, split, images, labels, data.classes, bar)
+            checksums[split] = fmt.write_split(out, spec, split, images, labels, data.classes, bar)
             splits[split] = {"count": int(len(labels)), "shape": list(images.shape), "dtype": spec.dtype}
     return {"store": name, "kind": spec.kind, "dtype": spec.dtype, "classes": list(data.classes),
-            "num_classes": len(data.classes), "splits": splits, "checksums": checksums, "layout": layout}
+            "num_classes": len(data.classes), "splits": splits, "checksums": checksums,
+            "layout": fmt.layout(spec, data.splits[SPLITS[0]][0].shape),
+            "files_sha256": files_sha256(out, fmt.data_files(out), f"{data.dataset}/{name}", progress)}
 
 
-def _write_split(out, spec, split, images, labels, classes, bar) -> tuple:
-    """Write one split with the store's writer; return (its checksums, its layout description)."""
-    if spec.kind == "files":
-        codec = imagefiles.CODECS[spec.codec]
-        digest = imagefiles.write_split(out, split, images, labels, classes, spec.codec, bar)
-        return {"files_sha256": digest}, {"codec": spec.codec, "extension": codec.ext,
-                                          "lossless": codec.lossless, "settings": codec.note}
-    if spec.kind == "npy":
-        return npy.write_split(out, split, images, labels, spec.dtype, bar), {
-            "format": "NumPy .npy v1, C order", "dtype": spec.dtype,
-            "scaling": "pixel" if spec.dtype == "uint8" else "pixel / 255"}
-    if spec.kind == "hdf5":
-        return hdf5_store.write_split(out, split, images, labels, bar), hdf5_store.LAYOUT
-    return {}, zarr_store.write_split(out, split, images, labels, bar)["layout"]
+def files_sha256(root: Path, paths: list, what: str, progress: bool) -> dict:
+    """{path relative to ``root``: SHA-256} of the data files ``paths``, with a progress bar in bytes."""
+    sizes = [path.stat().st_size for path in paths]
+    with tqdm(total=sum(sizes), desc=f"{what} checksums", unit="B", unit_scale=True,
+              disable=not progress) as bar:
+        return {str(path.relative_to(root)): file_sha256(path, bar) for path in paths}

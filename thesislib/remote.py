@@ -41,10 +41,8 @@ class Scheme:
 
 SCHEMES = {
     "file": Scheme(True, "", "check the folder's permissions"),
-    "http": Scheme(False, "aiohttp", "check the URL, that the server runs and that it lists folders "
-                                     "(nginx: autoindex on)"),
-    "https": Scheme(False, "aiohttp", "check the URL, that the server runs and that it lists folders "
-                                      "(nginx: autoindex on)"),
+    "http": Scheme(False, "aiohttp", "check the URL and that the server runs"),
+    "https": Scheme(False, "aiohttp", "check the URL and that the server runs"),
     "s3": Scheme(True, "s3fs", "check AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
                                "~/.aws, or fsspec's s3 config)"),
 }
@@ -261,37 +259,6 @@ def read_json(path_or_url, missing_fix: str = None):
                           "prepare again") from exc
 
 
-def list_folders(url) -> list:
-    """Names of the sub-folders of the folder ``url``, sorted (an HTTP server must list folders)."""
-    return sorted(name for name, kind in _entries(url) if kind == "directory")
-
-
-def list_files(url) -> list:
-    """Names of the files in the folder ``url``, sorted."""
-    return sorted(name for name, kind in _entries(url) if kind == "file")
-
-
-def _entries(url) -> list:
-    fs, path = filesystem(url)
-    with remote_errors(url):
-        found = fs.ls(path.rstrip("/") + ("/" if is_url(url) and scheme_of(url).startswith("http") else ""),
-                      detail=True)
-    base = path.rstrip("/")
-    return [(entry["name"].rstrip("/").rsplit("/", 1)[-1], entry["type"]) for entry in found
-            if entry["name"].rstrip("/") != base]
-
-
-def walk_files(url) -> dict:
-    """{path relative to ``url`` ("/"-separated): size in bytes, or None where the server does not say (an
-    HTTP folder listing)} of every file below the folder ``url``."""
-    fs, path = filesystem(url)
-    root = path.rstrip("/")
-    with remote_errors(url, "the store is not there; check --data-dir"):
-        found = fs.find(root, detail=True)
-    return {name[len(root) + 1:]: info.get("size") for name, info in found.items()
-            if info.get("type", "file") == "file"}
-
-
 # ------------------------------------------------------------------------------------------- upload
 def upload_folder(local_dir, url) -> int:
     """Copy the finished local store ``local_dir`` to ``url`` file by file, the manifest last, after
@@ -320,82 +287,49 @@ def manifest_digest(manifest: dict) -> str:
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
+        while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 
 
-def manifest_file_digests(manifest: dict) -> dict:
-    """{relative path: SHA-256} the manifest lists for its files ({} if it lists none)."""
-    listed = manifest.get("files") or {}
-    return {name: entry["sha256"] if isinstance(entry, dict) else entry for name, entry in listed.items()}
+def listed_files(url, manifest: dict) -> dict:
+    """{path relative to the store: SHA-256} of every data file the manifest lists; a ThesisError for a
+    manifest without per-file checksums (a store prepared by an older thesislib)."""
+    listed = manifest.get("files_sha256")
+    if not listed:
+        raise ThesisError(f"{join(url, MANIFEST)} lists no per-file checksums (prepared by an older thesislib): "
+                          "prepare the store there again with --force")
+    return dict(listed)
 
 
-def verify_known_checksums(copy_dir: Path, manifest: dict) -> None:
-    """Check the checksums today's manifests hold: an npy store's ``images_sha256`` and an image-file
-    store's ``files_sha256`` (the digest of its files' digests in index order), per split."""
-    from thesislib.stores.manifest import array_checksum
-
-    for split, sums in (manifest.get("checksums") or {}).items():
-        if "images_sha256" in sums:
-            import numpy as np
-
-            found = array_checksum(np.load(copy_dir / f"{split}_images.npy", mmap_mode="r"))
-            check_sum(copy_dir, f"{split}_images.npy", found, sums["images_sha256"])
-        if "files_sha256" in sums:
-            files = sorted((p for p in (copy_dir / split).rglob("*") if p.is_file()),
-                           key=lambda p: int(p.name.split(".", 1)[0]))
-            total = hashlib.sha256(b"".join(bytes.fromhex(file_sha256(p)) for p in files)).hexdigest()
-            check_sum(copy_dir, f"{split}/", total, sums["files_sha256"])
-
-
-def check_sum(copy_dir: Path, name: str, found: str, expected: str) -> None:
-    if found != expected:
-        raise ThesisError(f"copy of {name} in {copy_dir} does not match the manifest's SHA-256: the source "
-                          "store is damaged or changed while copying; prepare it again")
-
-
-def verify_copy(copy_dir: Path, manifest: dict, sizes: dict) -> None:
-    """A ThesisError unless every file of ``copy_dir`` has the size the source listed (where it listed one)
-    and, where the manifest lists per-file SHA-256 digests, that digest."""
-    digests = manifest_file_digests(manifest)
-    for name, size in sizes.items():
-        path = copy_dir / name
-        if size is not None and path.stat().st_size != size:
-            raise ThesisError(f"copy of {name} in {copy_dir} has {path.stat().st_size} bytes, the source "
-                              f"{size}: the copy was interrupted; run again (it copies anew)")
-        if name in digests:
-            check_sum(copy_dir, name, file_sha256(path), digests[name])
-    missing = sorted(set(digests) - set(sizes))
-    if missing:
-        raise ThesisError(f"the source store lacks {missing[0]} (listed in its manifest): it is "
-                          "half-written; prepare it again")
-    if not digests:
-        verify_known_checksums(copy_dir, manifest)
+def verify_files(copy_dir: Path, manifest: dict) -> None:
+    """A ThesisError unless every file the manifest lists is in ``copy_dir`` with its SHA-256."""
+    for name, expected in sorted(listed_files(copy_dir, manifest).items()):
+        if file_sha256(copy_dir / name) != expected:
+            raise ThesisError(f"the copy of {name} in {copy_dir} does not match the manifest's SHA-256: the "
+                              "store at the source is damaged or changed while it was copied; prepare it again")
 
 
 def is_current_copy(copy_dir: Path, url, manifest: dict) -> bool:
     """True if ``copy_dir`` is a finished, verified copy of the store at ``url`` with this manifest."""
-    record = copy_dir / COPY_RECORD
     try:
-        done = json.loads(record.read_text())
+        done = json.loads((copy_dir / COPY_RECORD).read_text())
     except (OSError, ValueError):
         return False
     return done.get("source") == str(url) and done.get("manifest_sha256") == manifest_digest(manifest)
 
 
-def download(url, tmp: Path, sizes: dict) -> int:
-    """Copy the files of the store at ``url`` into ``tmp``, the manifest last; return the bytes copied."""
+def download(url, tmp: Path, names: list) -> int:
+    """Copy the files ``names`` of the store at ``url`` into ``tmp`` (concurrently where fsspec can), then
+    its manifest; return the bytes copied."""
     fs, root = filesystem(url)
     root = root.rstrip("/")
-    names = sorted(name for name in sizes if name != MANIFEST) + [MANIFEST]
-    with remote_errors(url, "the store at the URL is incomplete; prepare it again"):
-        for folder in {(tmp / name).parent for name in names}:
-            folder.mkdir(parents=True, exist_ok=True)
-        data = names[:-1]
-        fs.get([f"{root}/{name}" for name in data], [str(tmp / name) for name in data])  # concurrently
+    for folder in sorted({(tmp / name).parent for name in names}):
+        folder.mkdir(parents=True, exist_ok=True)
+    with remote_errors(url, "the store there is incomplete: prepare it again"):
+        fs.get([f"{root}/{name}" for name in names], [str(tmp / name) for name in names])
         fs.get_file(f"{root}/{MANIFEST}", str(tmp / MANIFEST))
-    return sum((tmp / name).stat().st_size for name in names)
+    return sum((tmp / name).stat().st_size for name in [*names, MANIFEST])
 
 
 def cache_error(cache_dir, exc: OSError) -> ThesisError:
@@ -406,13 +340,15 @@ def cache_error(cache_dir, exc: OSError) -> ThesisError:
                        "folder")
 
 
-def copy_to_cache(url, cache_dir, manifest: dict) -> tuple:
-    """A verified local copy of the store at ``url`` (manifest ``manifest``) under ``cache_dir``.
+def copy_to_cache(url, cache_dir, manifest: dict, verify=None) -> tuple:
+    """A verified local copy of the store at ``url`` (a URL or a local folder) under ``cache_dir``.
 
-    The copy lives at ``cache_dir/<dataset>/<store>`` so that ``cache_dir`` is a data folder like any
-    other. A lock file serialises the processes of one server: the first copies, the others wait and then
-    find the copy current. An existing copy of the same store (same source and manifest) is used as is.
-    Returns (copy folder, seconds spent copying and verifying, bytes copied: 0 when reused)."""
+    The copy lives at ``cache_dir/<dataset>/<store>``, so ``cache_dir`` is a data folder like any other.
+    A lock file serialises the processes of one server: the first copies, the others wait, then find the
+    copy current. A copy of the same store (same source, same manifest) is used as it is. The files listed in
+    ``manifest`` are downloaded into a temporary folder, checked by ``verify(folder)`` (default: each file's
+    SHA-256 against the manifest), and only then renamed into place.
+    Returns (copy folder, seconds spent copying and verifying, bytes copied: 0 when an earlier copy is used)."""
     from filelock import FileLock
 
     started = time.perf_counter()
@@ -423,23 +359,20 @@ def copy_to_cache(url, cache_dir, manifest: dict) -> tuple:
         with FileLock(str(folder / f".{manifest['store']}.lock")):
             if is_current_copy(copy_dir, url, manifest):
                 return copy_dir, time.perf_counter() - started, 0
-            copied = copy_fresh(url, copy_dir, manifest)
+            copied = copy_fresh(url, copy_dir, manifest, verify or (lambda tmp: verify_files(tmp, manifest)))
     except OSError as exc:
         raise cache_error(cache_dir, exc) from exc
     return copy_dir, time.perf_counter() - started, copied
 
 
-def copy_fresh(url, copy_dir: Path, manifest: dict) -> int:
+def copy_fresh(url, copy_dir: Path, manifest: dict, verify) -> int:
     """Download, verify and move the store into ``copy_dir``; nothing half-copied is left behind."""
-    sizes = walk_files(url)
-    if MANIFEST not in sizes:
-        raise ThesisError(f"{join(url, MANIFEST)} is missing: the store at {url} is half-written; prepare "
-                          "it again")
+    names = sorted(listed_files(url, manifest))
     tmp = copy_dir.parent / f".{copy_dir.name}.copy-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        copied = download(url, tmp, sizes)
-        verify_copy(tmp, manifest, sizes)
+        copied = download(url, tmp, names)
+        verify(tmp)
         record = {"source": str(url), "manifest_sha256": manifest_digest(manifest), "bytes": copied,
                   "copied_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (tmp / COPY_RECORD).write_text(json.dumps(record, indent=2))

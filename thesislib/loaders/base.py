@@ -16,30 +16,32 @@ Parameters common to every loader (documented once, as FFCV does):
 * ``shuffle``: False visits the samples in index order (validation);
 * ``device``: where the batches are delivered (``"cpu"`` for the CPU loaders; GPU loaders take ``"cuda"``).
 
-The array loaders read a whole batch in one call through :class:`BatchDataset` and PyTorch's ``DataLoader``
-(``batch_size=None``, the batch list as ``sampler``), so ``num_workers`` and ``pin_memory`` mean what they
-mean in PyTorch (with neither, the batches are read in a plain loop: same batches, less overhead). Files
-are opened lazily in each worker: an HDF5 handle opened before a fork breaks reads.
+The batch loader (:class:`FormatLoader`, one per format with a reader) reads a whole batch in one call of
+the format's reader through :class:`ReaderDataset` and PyTorch's ``DataLoader`` (``batch_size=None``, the
+batch list as ``sampler``), so ``num_workers`` and ``pin_memory`` mean what they mean in PyTorch (with
+neither, the batches are read in a plain loop: same batches, less overhead). Files are opened lazily in
+each worker: an HDF5 handle opened before a fork breaks reads.
+
+A batch may live in a reused buffer (:class:`~thesislib.stores.gather.BatchRing`): it stays valid while
+fewer than ``BatchRing.slots`` (3) further batches have been drawn from the same loader; copy it
+(``clone()``) to keep it longer.
 """
 
 import abc
-import os
-import sys
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 
 from thesislib.datasets import SPLITS
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
+from thesislib.stores.gather import BatchRing, gather, gather_pool  # noqa: F401  (loaders gather with these)
 
 
 class Loader(abc.ABC):
     """One split of one store, delivered as batches; see the module docstring for the parameters."""
 
     name = ""              # the --loader name
-    store_kinds = ()       # store kinds it reads: "files", "npy", "hdf5", "zarr"
+    store_kinds = ()       # store kinds it reads (manifest kinds: keys of thesislib.stores.FORMATS)
     default_store = ""     # the store it reads when --store is not given
     needs_gpu = False      # True: refuses to start without a CUDA GPU
     reads_urls = False     # True: reads a store at a URL directly (see thesislib.remote)
@@ -99,15 +101,23 @@ class Loader(abc.ABC):
                 f"batch_size={self.batch_size}, num_workers={self.num_workers}, seed={self.seed})")
 
 
-class BatchLoader(Loader):
-    """A loader whose ``dataset`` (a :class:`BatchDataset`) reads each batch in one call."""
-
-    batches_class = None  # the subclass's BatchDataset
+class FormatLoader(Loader):
+    """The one batch loader over a format's reader (:meth:`Store.reader`): each batch is one
+    ``reader.read(indices)``. Registered once per format, under the format's ``LOADER`` name, by
+    :func:`thesislib.loaders.format_loader_class` (which sets ``name``, ``store_kinds``, ``default_store``)."""
 
     def __init__(self, store, split, **kwargs):
+        self.reads_urls = getattr(store.format, "READS_URLS", False)  # the format says
         super().__init__(store, split, **kwargs)
-        self.dataset = self.batches_class(store, split)
+        self.dataset = ReaderDataset(store.reader(self.split))
         self.dataset.check()
+
+    @classmethod
+    def unavailable_reason(cls):
+        from thesislib.stores import format_of
+
+        check = getattr(format_of(cls.store_kinds[0]), "unavailable_reason", None)
+        return check() if check is not None else None
 
     def __iter__(self):
         yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
@@ -118,6 +128,16 @@ class BatchLoader(Loader):
 
 def check_num_workers(num_workers) -> int:
     return check_whole("num_workers", num_workers, 0)
+
+
+def check_reads_url(loader, store) -> None:
+    """A ThesisError if ``store`` lies at a URL and ``loader`` cannot read it there (a memory map or a
+    database needs a local file): the fix is ``--cache``, a verified local copy."""
+    from thesislib import remote
+
+    if remote.is_url(store.path) and not loader.reads_urls:
+        raise ThesisError(f"the {loader.name} loader cannot read {store.path} at a URL (it reads local files "
+                          "only): add --cache DIR to read a verified local copy")
 
 
 def check_store_kind(loader, store):
@@ -131,65 +151,23 @@ def check_store_kind(loader, store):
     return store
 
 
-def check_reads_url(loader, store) -> None:
-    """A ThesisError if ``store`` lies at a URL and ``loader`` cannot read it there (a memory map needs a
-    local file): the fix is ``--cache``, a verified local copy."""
-    from thesislib import remote
+class ReaderDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose item is a whole batch: ``dataset[indices] -> (images, labels)`` tensors,
+    read by a format's :class:`~thesislib.stores.base.Reader` (opened lazily in the process that reads:
+    each DataLoader worker unpickles its own reader and opens its own files)."""
 
-    if remote.is_url(store.path) and not loader.reads_urls:
-        raise ThesisError(f"the {loader.name} loader cannot read {store.path} at a URL (it needs local files): "
-                          "add --cache DIR to read a verified local copy, or use the files, hdf5 or zarr loader")
-
-
-def check_split(path, split: str, images_shape, labels_count: int, shape=None) -> None:
-    """A ThesisError if a split's images do not have the manifest's ``shape`` or its labels are not one per
-    image (array stores: ``path`` the file or folder that holds the split)."""
-    shape = tuple(images_shape) if shape is None else tuple(shape)
-    if tuple(images_shape) != shape:
-        raise ThesisError(f"{path} {split}/images has shape {tuple(images_shape)}, its manifest says {shape}: "
-                          "delete its store folder and run prepare again")
-    if labels_count != shape[0]:
-        raise ThesisError(f"{path} {split}/labels holds {labels_count} labels for {shape[0]} images: delete "
-                          "its store folder and run prepare again")
-
-
-class BatchDataset(torch.utils.data.Dataset):
-    """A map-style dataset whose item is a whole batch: ``dataset[indices] -> (images, labels)``.
-
-    Subclasses implement :meth:`open` (called lazily, in the process that reads: each worker opens its
-    own handle) and :meth:`read` (one read of the sorted ``indices``). :meth:`close` drops the handle
-    (and calls its ``close()`` if it has one).
-    """
-
-    def __init__(self):
-        self.handle = None
-
-    def open(self):
-        raise NotImplementedError
-
-    def read(self, handle, indices):
-        """(images (B, H, W, 3), labels (B,)) of the sorted ``indices``, as arrays or tensors."""
-        raise NotImplementedError
+    def __init__(self, reader):
+        self.reader = reader
 
     def check(self) -> None:
-        """Open and close once, so a missing or damaged file is named when the loader is made (the process
-        that reads reopens it lazily)."""
-        self.handle = self.open()
-        self.close()
+        self.reader.check()
 
     def __getitem__(self, indices):
-        if self.handle is None:
-            self.handle = self.open()
-        images, labels = self.read(self.handle, indices)
-        return torch.as_tensor(images), torch.as_tensor(labels)  # arrays are wrapped, not copied
+        images, labels = self.reader.read(indices)
+        return torch.from_numpy(images), torch.from_numpy(labels)  # wrapped, not copied
 
     def close(self) -> None:
-        handle, self.handle = self.handle, None
-        if handle is not None and hasattr(handle, "close"):
-            handle.close()
-
-    def __getstate__(self):
-        return {**self.__dict__, "handle": None}  # no open handle to a worker
+        self.reader.close()
 
 
 def batch_dataloader(dataset, batches, num_workers=0, pin_memory=False):
@@ -224,61 +202,3 @@ def worker_message(text: str) -> str:
     """The original message inside PyTorch's 'Caught ThesisError in DataLoader worker ...' text."""
     last = text.rstrip().splitlines()[-1]
     return last.split("ThesisError: ", 1)[-1]
-
-
-
-GATHER_MIN_BYTES = 256 * 1024   # a gather thread gets at least this many bytes to copy
-_POOL = {"pid": None, "pool": None, "size": 0}
-
-
-def gather_pool(size: int) -> ThreadPoolExecutor:
-    """This process's gather threads, at least ``size`` of them (made again after a fork: threads do not
-    survive one); a smaller pool of this process is shut down when a larger one replaces it."""
-    if _POOL["pid"] != os.getpid() or _POOL["size"] < size:
-        if _POOL["pid"] == os.getpid():
-            _POOL["pool"].shutdown(wait=False)  # lets the work already given to it finish
-        _POOL.update(pid=os.getpid(), pool=ThreadPoolExecutor(size, thread_name_prefix="gather"), size=size)
-    return _POOL["pool"]
-
-
-class BufferPool:
-    """Batch buffers used again once nothing refers to them any more, so that a new batch does not land
-    in freshly mapped memory (a page fault per 4 KB: about 15% of the time of the fastest gathers).
-
-    A buffer is handed out again only when the pool holds the sole reference to it: while any tensor or
-    view made from a batch lives, its memory is never rewritten.
-    """
-
-    def __init__(self, keep: int = 4):
-        self.keep, self.buffers = keep, []
-
-    def empty(self, shape: tuple, dtype) -> np.ndarray:
-        for buffer in self.buffers:
-            if buffer.shape == shape and buffer.dtype == dtype and sys.getrefcount(buffer) == 3:
-                return buffer  # referenced only by self.buffers, the loop variable and the call's argument
-        buffer = np.empty(shape, dtype=dtype)
-        self.buffers = [*self.buffers, buffer][-self.keep:]
-        return buffer
-
-
-def gather(array, indices: np.ndarray, pool: BufferPool = None) -> np.ndarray:
-    """``array[indices]`` along the first axis, copied by up to ``torch.get_num_threads()`` threads into a
-    buffer of ``pool`` (or a new array).
-
-    ``np.take`` copies one row with one memcpy and releases the GIL, so the parts of a batch are copied in
-    parallel. Threads that find no free core simply wait, unlike OpenMP's, which spin: a busy machine makes
-    the gather no slower than one thread. In DataLoader workers PyTorch sets one thread: one copy each.
-    """
-    row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
-    threads = max(1, min(torch.get_num_threads(), len(indices) * row_bytes // GATHER_MIN_BYTES))
-    shape = (len(indices), *array.shape[1:])
-    out = pool.empty(shape, array.dtype) if pool is not None else np.empty(shape, dtype=array.dtype)
-    bounds = np.linspace(0, len(indices), threads + 1).astype(int).tolist()
-    parts = list(zip(bounds[:-1], bounds[1:]))
-    # mode="clip" writes straight into ``out`` ("raise" would buffer it); the sampler's indices are valid
-    futures = [gather_pool(threads - 1).submit(np.take, array, indices[a:b], 0, out[a:b], "clip")
-               for a, b in parts[1:]]
-    np.take(array, indices[:bounds[1]], 0, out[:bounds[1]], "clip")
-    for future in futures:
-        future.result()
-    return out

@@ -35,8 +35,6 @@ from thesislib import gpu
 from thesislib.envinfo import wheel_name
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.base import Loader
-from thesislib.loaders.numpy import open_npy
-from thesislib.stores import npy
 
 SOURCES = ("auto", "vram", "kvikio", "pinned")
 VRAM_SHARE = 0.5       # "auto" keeps the split in VRAM if it takes at most this share of the free memory
@@ -51,10 +49,9 @@ def runs(indices: np.ndarray) -> list:
 
 
 def open_split(store, split) -> tuple:
-    """(memory-mapped images, labels in memory) of ``split``, checked against the manifest."""
-    shape = store.shape(split)
-    images = open_npy(npy.images_path(store.path, split), shape, store.dtype)
-    return images, open_npy(npy.labels_path(store.path, split), shape[:1], np.int64, mmap_mode=None)
+    """(memory-mapped images, labels in memory) of ``split``, checked against the manifest (the format's
+    ``mapped_split``)."""
+    return store.format.mapped_split(store, split)
 
 
 class Staging:
@@ -208,7 +205,7 @@ class CupyLoader(Loader):
         import cupy
         import kvikio
 
-        self._file = kvikio.CuFile(npy.images_path(self.store.path, self.split), "r")
+        self._file = kvikio.CuFile(self.store.format.images_file(self.store, self.split), "r")
         self._staging = Staging(lambda: cupy.empty(self._batch_shape(), self._images.dtype))
 
     def _open_vram(self) -> None:
@@ -220,7 +217,7 @@ class CupyLoader(Loader):
         if importlib.util.find_spec("kvikio") is not None:
             import kvikio
 
-            with kvikio.CuFile(npy.images_path(self.store.path, self.split), "r") as file:
+            with kvikio.CuFile(self.store.format.images_file(self.store, self.split), "r") as file:
                 file.read(self._resident, file_offset=self._images.offset)
             return
         step = max(1, SLICE_BYTES // self._sample_bytes)

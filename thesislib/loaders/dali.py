@@ -35,8 +35,7 @@ import torch
 from thesislib.envinfo import wheel_name
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.base import Loader
-from thesislib.loaders.numpy import open_npy
-from thesislib.stores import imagefiles, npy
+from thesislib.stores import imagefiles
 
 NPY_READS = ("auto", "stream", "reader")
 VRAM_SHARE = 0.5   # "auto" reads the whole split with fn.readers.numpy if it takes at most this share
@@ -296,7 +295,8 @@ class DaliLoader(Loader):
         The pipeline runs once (batch of one sample, no prefetch, so the file is read once) and stays
         alive: with DALI's dynamic executor the tensor shares the pipeline's output memory.
         """
-        self._pipe = split_reader_pipeline(self.store.path, npy.images_path(self.store.path, self.split).name,
+        file_name = self.store.format.images_file(self.store, self.split).name
+        self._pipe = split_reader_pipeline(self.store.path, file_name,
                                            self.on_gpu, **self._pipeline_options(1, prefetch=1))
         (output,) = self._pipe.run()
         images = torch.from_dlpack(output.as_tensor())[0]
@@ -310,10 +310,7 @@ class DaliLoader(Loader):
         if self.store.kind == "files":
             self._paths, self._labels = imagefiles.list_files(self.store.path, self.split)
             return
-        shape = self.store.shape(self.split)
-        self._images = open_npy(npy.images_path(self.store.path, self.split), shape, self.store.dtype)
-        self._labels = open_npy(npy.labels_path(self.store.path, self.split), shape[:1], np.int64,
-                                mmap_mode=None)
+        self._images, self._labels = self.store.format.mapped_split(self.store, self.split)
 
     def _release_pipeline(self) -> None:
         self._iterator, self._resident = None, None

@@ -13,9 +13,7 @@ import psutil
 import torch
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BufferPool, Loader, gather
-from thesislib.loaders.numpy import open_npy
-from thesislib.stores import npy
+from thesislib.loaders.base import BatchRing, Loader, gather
 
 RAM_SHARE = 0.8    # of the RAM available now
 VRAM_SHARE = 0.9   # of the GPU memory free now
@@ -47,9 +45,9 @@ def check_fits(store, split, device) -> int:
 
 
 def load_split(store, split, device) -> tuple:
-    """(images, labels) tensors of a whole split on ``device``, read slice by slice from the npy store."""
-    source = open_npy(npy.images_path(store.path, split), store.shape(split), store.dtype, mmap_mode="c")
-    labels = open_npy(npy.labels_path(store.path, split), store.shape(split)[:1], np.int64, mmap_mode=None)
+    """(images, labels) tensors of a whole split on ``device``, read slice by slice from the store's
+    memory-mappable split (the format's ``mapped_split``)."""
+    source, labels = store.format.mapped_split(store, split, mmap_mode="c")
     images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
     for start in range(0, len(source), SLICE):
         images[start:start + SLICE].copy_(torch.from_numpy(source[start:start + SLICE]))
@@ -73,7 +71,7 @@ class MemoryLoader(Loader):
         if self.images is None:
             check_fits(self.store, self.split, self.device)
             self.images, self.labels = load_split(self.store, self.split, self.device)
-            self.buffers = BufferPool()
+            self.buffers = BatchRing()  # a batch is valid until 3 more were drawn (see BatchRing)
 
     def __iter__(self):
         self.load()

@@ -3,7 +3,7 @@
 Each sample is one ``__getitem__`` call (open, decode, convert) and the DataLoader collates the batch; this
 is the per-image Python path the other loaders avoid. To deliver the same samples in the same order as the
 other loaders, the sampler visits ImageFolder's positions in the order of the shared batch list. Images
-are decoded by :func:`thesislib.loaders.files.decode`, so a file of the wrong size is named as ``files``
+are decoded by :func:`thesislib.stores.imagefiles.decode_checked`, so a file of the wrong size is named as ``files``
 names it.
 """
 
@@ -16,8 +16,8 @@ from torchvision.datasets import ImageFolder
 
 from thesislib.errors import ThesisError
 from thesislib.loaders.base import Loader, iterate
-from thesislib.loaders.files import check_count, decode
 from thesislib.stores import imagefiles
+from thesislib.stores.imagefiles import check_count
 
 EXTENSIONS = tuple(f".{codec.ext}" for codec in imagefiles.CODECS.values())
 
@@ -62,7 +62,7 @@ class TorchvisionLoader(Loader):
 
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
-        checked_decode = functools.partial(decode, shape=store.shape(split)[1:])  # size checked per image
+        checked_decode = functools.partial(imagefiles.decode_checked, shape=store.shape(split)[1:])  # size checked per image
         self.dataset = ImageFolder(str(store.path / split), loader=checked_decode, transform=to_tensor,
                                    is_valid_file=is_image_file, allow_empty=True)
         check_count(store.path / split, len(self.dataset), self.num_samples)

@@ -1,36 +1,44 @@
-"""How images are written: the eleven stores of the contract, under ``DATA_DIR/<dataset>/<store>/``.
+"""How images are written: the stores of the contract (``docs/CONTRACT.md``), under
+``DATA_DIR/<dataset>/<store>/``, one format module each, chosen through one registry.
 
-Every finished store holds ``manifest.json`` (see :mod:`thesislib.stores.manifest`); a folder without one
-is an interrupted conversion and is never read. :func:`open_store` is how loaders find a store.
+:data:`FORMATS` is the registry: manifest ``kind`` -> format module, one line per format, in the order the
+report lists methods. What a format module must define is written in :mod:`thesislib.stores.base`. From the
+registry come :data:`STORES` (every store of every format), :data:`LOSSLESS`, :func:`format_of` (the
+module of a kind), :func:`read_back` (a split read by its ecosystem's own tool) and, in
+:mod:`thesislib.loaders`, the batch loaders and their default stores.
+
+Every finished store holds ``manifest.json`` (see :mod:`thesislib.stores.manifest`) with the SHA-256 of each
+data file; a folder without one is an interrupted conversion and is never read. :func:`open_store` is how
+loaders find a store; :func:`verify_store` checks its files against the manifest.
 """
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from thesislib import remote
 from thesislib.errors import ThesisError, choose
 from thesislib.paths import project_path
+from thesislib.stores.base import StoreSpec, damaged, file_sha256  # noqa: F401  (StoreSpec: re-exported)
+
+FORMATS = {  # manifest kind -> format module: one line per format, in the report's order
+    "files": "thesislib.stores.imagefiles",
+    "npy": "thesislib.stores.npy",
+    "hdf5": "thesislib.stores.hdf5",
+    "zarr": "thesislib.stores.zarr",
+    "lmdb": "thesislib.stores.lmdb",
+    "parquet": "thesislib.stores.parquet",
+}
 
 
-@dataclass(frozen=True)
-class StoreSpec:
-    name: str
-    kind: str        # "files", "npy", "hdf5" or "zarr"
-    dtype: str       # dtype of the stored pixels
-    codec: str = ""  # image-file codec (kind "files" only)
+def format_of(kind: str):
+    """The format module of manifest kind ``kind`` (see :mod:`thesislib.stores.base`)."""
+    return importlib.import_module(FORMATS[choose("store kind", kind, FORMATS)])
 
 
-STORES = {spec.name: spec for spec in [
-    *(StoreSpec(f"files-{codec}", "files", "uint8", codec)
-      for codec in ("jpeg", "png", "bmp", "tiff", "webp", "jp2")),
-    StoreSpec("npy-uint8", "npy", "uint8"),
-    StoreSpec("npy-float16", "npy", "float16"),
-    StoreSpec("npy-float32", "npy", "float32"),
-    StoreSpec("hdf5", "hdf5", "uint8"),
-    StoreSpec("zarr", "zarr", "uint8"),
-]}
+STORES = {spec.name: spec for kind in FORMATS for spec in format_of(kind).STORES}
 
-LOSSLESS = [name for name in STORES if name not in ("files-jpeg", "files-webp")]
+LOSSLESS = [name for name, spec in STORES.items() if spec.lossless]
 
 
 def get_store_spec(name: str) -> StoreSpec:
@@ -61,9 +69,15 @@ def prepare_command(dataset: str, store: str, data_dir) -> str:
     return f"python -m thesislib prepare --dataset {dataset} --stores {store} --data-dir {data_dir}"
 
 
+def read_back(store_dir, split: str) -> tuple:
+    """(images, labels) of ``split`` read by the store's own ecosystem's tool (no thesislib code), the
+    store's format found by the name of its folder."""
+    return format_of(get_store_spec(Path(store_dir).name).kind).read_back(Path(store_dir), split)
+
+
 @dataclass(frozen=True)
 class Store:
-    """A finished store: its folder and its (verified) manifest. Read-only."""
+    """A finished store: its folder and its (verified) manifest. Read-only and picklable."""
     path: Path
     spec: StoreSpec
     manifest: dict
@@ -81,6 +95,11 @@ class Store:
         return self.spec.dtype
 
     @property
+    def format(self):
+        """The format module that writes and reads this store (chosen by the manifest's kind)."""
+        return format_of(self.kind)
+
+    @property
     def dataset(self) -> str:
         return self.manifest["dataset"]
 
@@ -93,6 +112,14 @@ class Store:
 
     def shape(self, split: str) -> tuple:
         return tuple(self._split(split)["shape"])
+
+    def reader(self, split: str):
+        """A :class:`~thesislib.stores.base.Reader` of ``split`` (not yet open)."""
+        return self.format.reader(self, choose("split", split, self.manifest["splits"]))
+
+    def data_files(self) -> list:
+        """The store's data files (what ``verify`` hashes and ``bench --cold`` evicts)."""
+        return self.format.data_files(self.path)
 
     def _split(self, split: str) -> dict:
         return self.manifest["splits"][choose("split", split, self.manifest["splits"])]
@@ -111,4 +138,36 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
         state = "is incomplete (no manifest.json)" if remote.exists(path) else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
-    return Store(path, spec, read_manifest(path, dataset=dataset, store=store))
+    manifest = read_manifest(path, dataset=dataset, store=store)
+    if manifest.get("kind", spec.kind) != spec.kind:
+        raise ThesisError(f"{remote.join(path, 'manifest.json')} says kind={manifest.get('kind')!r}, store "
+                          f"{store} is a {spec.kind} store: run `{hint or prepare_command(dataset, store, data_dir)} --force`")
+    return Store(path, spec, manifest)
+
+
+def verify_store(store: Store, progress: bool = True) -> int:
+    """Check every data file of ``store`` against the SHA-256 in its manifest; returns the bytes checked.
+
+    A ThesisError names the first missing or changed file and the fix (prepare the store again)."""
+    from tqdm import tqdm
+
+    fix = f"run `{prepare_command(store.dataset, store.name, store.path.parent.parent)} --force`"
+    expected = store.manifest.get("files_sha256")
+    if not expected:
+        raise ThesisError(f"{store.path / 'manifest.json'} has no per-file checksums (the store was prepared "
+                          f"by an older thesislib): {fix}")
+    missing = sorted(set(str(p.relative_to(store.path)) for p in store.data_files()) - set(expected))
+    if missing:
+        raise ThesisError(f"{store.path / missing[0]} is not listed in the manifest's checksums: {fix}")
+    paths = [store.path / name for name in sorted(expected)]
+    absent = [path for path in paths if not path.is_file()]
+    if absent:
+        raise ThesisError(f"{absent[0]} is missing: {fix}")
+    total = sum(path.stat().st_size for path in paths)
+    with tqdm(total=total, desc=f"verify {store.dataset}/{store.name}", unit="B", unit_scale=True,
+              disable=not progress) as bar:
+        for path, name in zip(paths, sorted(expected)):
+            if file_sha256(path, bar) != expected[name]:
+                raise ThesisError(f"{path} does not match its SHA-256 in the manifest (corrupt or changed): "
+                                  f"{fix}")
+    return total

@@ -4,13 +4,24 @@ Layout, chosen for batch reads of shuffled samples: every loader reads a batch o
 indices, so any chunk holding several samples is read (and decompressed) whole for one of them. Photo pixels
 compress poorly without loss (gzip saves little and costs CPU on every read), so the images are stored
 uncompressed and *contiguous*: HDF5 then reads exactly the rows a batch asks for, like a memory map.
+
+Read through h5py; a batch is one read of its sorted rows (a point selection). The file is opened lazily
+in the process that reads, never before the DataLoader forks its workers: an HDF5 handle inherited across a
+fork returns corrupt data.
 """
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from thesislib import remote
+from thesislib.errors import ThesisError
+from thesislib.stores.base import Reader, StoreSpec
+
+KIND = "hdf5"
+STORES = [StoreSpec("hdf5", KIND, "uint8")]
+LOADER = "hdf5"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 FILE = "data.h5"
 SLICE = 4096
 LAYOUT = {"images": {"layout": "contiguous", "compression": None,
@@ -19,7 +30,9 @@ LAYOUT = {"images": {"layout": "contiguous", "compression": None,
           "labels": {"layout": "contiguous", "compression": None}}
 
 
-def write_split(store_dir: Path, split: str, images, labels, progress=None) -> dict:
+def write_split(store_dir: Path, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    import h5py
+
     with h5py.File(Path(store_dir) / FILE, "a") as file:
         group = file.require_group(split)
         out = group.create_dataset("images", shape=images.shape, dtype=np.uint8)
@@ -30,3 +43,80 @@ def write_split(store_dir: Path, split: str, images, labels, progress=None) -> d
                 progress.update(len(block))
         group.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
     return {}
+
+
+def layout(spec, shape) -> dict:
+    return LAYOUT
+
+
+def data_files(store_dir) -> list:
+    return [Path(store_dir) / FILE]
+
+
+def check_split(path, split: str, images_shape, labels_count: int, shape=None) -> None:
+    """A ThesisError if a split's images do not have the manifest's ``shape`` or its labels are not one per
+    image (array stores: ``path`` the file or folder that holds the split)."""
+    shape = tuple(images_shape) if shape is None else tuple(shape)
+    if tuple(images_shape) != shape:
+        raise ThesisError(f"{path} {split}/images has shape {tuple(images_shape)}, its manifest says {shape}: "
+                          "delete its store folder and run prepare again")
+    if labels_count != shape[0]:
+        raise ThesisError(f"{path} {split}/labels holds {labels_count} labels for {shape[0]} images: delete "
+                          "its store folder and run prepare again")
+
+
+def corrupt(path, split, exc) -> ThesisError:
+    return ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; delete its "
+                       "store folder and run `python -m thesislib prepare` again")
+
+
+def open_split(path, split, shape=None):
+    """(file, images dataset, labels array) of ``split``; a ThesisError naming a bad file (which is then
+    closed again)."""
+    import h5py
+
+    try:
+        file = h5py.File(remote.open_file(path) if remote.is_url(path) else path, "r")  # URL: a file object
+    except OSError as exc:
+        raise corrupt(path, split, exc) from exc
+    try:
+        images, labels = file[f"{split}/images"], file[f"{split}/labels"][()]
+        check_split(path, split, images.shape, len(labels), shape)
+    except (OSError, KeyError) as exc:
+        file.close()
+        raise corrupt(path, split, exc) from exc
+    except BaseException:
+        file.close()
+        raise
+    return file, images, labels.astype(np.int64, copy=False)
+
+
+class Hdf5Reader(Reader):
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.file = remote.join(self.path, FILE)
+
+    def open(self):
+        return open_split(self.file, self.split, self.shape)
+
+    def read_from(self, handle, indices):
+        _, images, labels = handle
+        try:
+            return images[indices], labels[indices]
+        except OSError as exc:
+            raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({exc}): the file is "
+                              "corrupt; delete its store folder and run prepare again") from exc
+
+    def close_handle(self, handle) -> None:
+        handle[0].close()
+
+
+def reader(store, split: str) -> Hdf5Reader:
+    return Hdf5Reader(store, split)
+
+
+def read_back(store_dir, split: str) -> tuple:
+    import h5py
+
+    with h5py.File(Path(store_dir) / "data.h5", "r") as file:
+        return file[f"{split}/images"][:], file[f"{split}/labels"][:]

@@ -2,7 +2,11 @@
 
 Like webdataset's decoders, the codecs are a table keyed by name; a failure names the file and the fix.
 Class folders are named ``<label:03d>_<class>`` so that they sort in label order and
-``torchvision.datasets.ImageFolder`` gives the stored labels.
+``torchvision.datasets.ImageFolder`` gives the stored labels (that is also how :func:`read_back` reads them).
+
+The ``files`` loader reads a batch in one call: the batch's files (in sorted index order) decoded by Pillow
+into one preallocated array. The file list comes from the store's ImageFolder layout, ordered by sample
+index.
 """
 
 import hashlib
@@ -17,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from thesislib import remote
 from thesislib.errors import ThesisError
+from thesislib.stores.base import Reader, StoreSpec
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ CODECS = {
                  "lossless (reversible 5/3 wavelet, OpenJPEG through Pillow)"),
 }
 
+KIND = "files"
+STORES = [StoreSpec(f"files-{name}", KIND, "uint8", name, codec.lossless) for name, codec in CODECS.items()]
+LOADER = "files"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
+SAMPLE_FILES = True  # one file per sample: the statistics report file sizes
 CHUNK = 256  # images per task handed to a worker process
 
 
@@ -84,8 +94,18 @@ def file_paths(store_dir: Path, split: str, labels: np.ndarray, classes: list, c
     return [folders[label] / f"{index:06d}.{ext}" for index, label in enumerate(labels)]
 
 
-def write_split(store_dir: Path, split: str, images, labels, classes, codec: str, progress=None) -> str:
+def write_split(store_dir: Path, spec, split: str, images, labels, classes, progress=None) -> dict:
     """Write every image of a split; return the SHA-256 of the files' digests in index order."""
+    return {"files_sha256": write_files(store_dir, split, images, labels, classes, spec.codec, progress)}
+
+
+def layout(spec, shape) -> dict:
+    codec = CODECS[spec.codec]
+    return {"codec": spec.codec, "extension": codec.ext, "lossless": codec.lossless, "settings": codec.note}
+
+
+def write_files(store_dir: Path, split: str, images, labels, classes, codec: str, progress=None) -> str:
+    """Encode and write every image of a split (in worker processes); the SHA-256 of the files' digests."""
     paths = file_paths(store_dir, split, labels, classes, codec)
     for label, name in enumerate(classes):
         (store_dir / split / class_folder(label, name)).mkdir(parents=True, exist_ok=True)
@@ -105,22 +125,28 @@ def sample_index(file_name: str):
     return int(stem) if stem.isdigit() else None
 
 
-def class_listing(root) -> list:
-    """[(class folder name, [its file names])] of a split folder, folders sorted; ``root`` a path or URL
-    (an HTTP server must list folders)."""
-    if remote.is_url(root):
-        return [(folder, remote.list_files(remote.join(root, folder))) for folder in remote.list_folders(root)]
+def class_listing(root, split: str, listed=None) -> list:
+    """[(class folder name, [its file names])] of the split folder ``root``, folders sorted: scanned, or for a
+    store at a URL (which need not list folders) taken from its manifest's file names ``listed``."""
+    if listed is not None:
+        found = {}
+        for name in listed:
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == split:
+                found.setdefault(parts[1], []).append(parts[2])
+        return sorted(found.items())
     return [(folder, [entry.name for entry in os.scandir(root / folder)])
             for folder in sorted(entry.name for entry in os.scandir(root) if entry.is_dir())]
 
 
-def list_files(store_dir, split: str) -> tuple:
-    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders."""
+def list_files(store_dir, split: str, listed=None) -> tuple:
+    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders (or,
+    at a URL, in ``listed``: the manifest's file names)."""
     root = remote.join(store_dir, split) if remote.is_url(store_dir) else Path(store_dir) / split
     if not remote.is_url(root) and not root.is_dir():
         raise ThesisError(f"{root} is missing: delete {store_dir} and run `python -m thesislib prepare` again")
     found = {}
-    for label, (folder, names) in enumerate(class_listing(root)):
+    for label, (folder, names) in enumerate(class_listing(root, split, listed)):
         for name in names:
             path = remote.join(root, folder, name) if remote.is_url(root) else root / folder / name
             index = sample_index(name)
@@ -134,3 +160,66 @@ def list_files(store_dir, split: str) -> tuple:
         raise ThesisError(f"{root} lacks the file of sample {missing[0]}: delete {store_dir} and prepare again")
     ordered = [found[i] for i in range(len(found))]
     return [path for path, _ in ordered], np.array([label for _, label in ordered], dtype=np.int64)
+
+
+def data_files(store_dir) -> list:
+    root = Path(store_dir)
+    return sorted(Path(folder) / name for split in ("train", "val")
+                  for folder, _, names in os.walk(root / split) for name in names)
+
+
+def check_count(folder, found: int, expected: int) -> None:
+    """A ThesisError if a split's folder holds another number of images than its manifest says."""
+    if found != expected:
+        raise ThesisError(f"{folder} holds {found} images, its manifest says {expected}: delete the store "
+                          "folder and run prepare again")
+
+
+def decode_checked(path, shape, data: bytes = None) -> np.ndarray:
+    """The pixels of one image file (or of its fetched bytes ``data``), checked to be (H, W, 3) ``shape``; a
+    ThesisError naming the file."""
+    image = decode(path, data)
+    if image.shape != tuple(shape):
+        raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
+                          f"{shape[1]}x{shape[0]}: delete the store folder and prepare again")
+    return image
+
+
+class FilesReader(Reader):
+    """Batches of a split of an image-file store: each file decoded with Pillow."""
+
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.remote = remote.is_url(store.path)
+        listed = store.manifest.get("files_sha256", {}) if self.remote else None
+        self.paths, self.labels = list_files(store.path, split, listed)
+        check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
+
+    def open(self):
+        return self.paths
+
+    def read_from(self, handle, indices):
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        paths = [handle[index] for index in indices]
+        blobs = remote.read_many(paths) if self.remote else [None] * len(paths)  # one concurrent fetch
+        for row, (path, data) in enumerate(zip(paths, blobs)):
+            images[row] = decode_checked(path, self.shape[1:], data)
+        return images, self.labels[indices]
+
+    def close_handle(self, handle) -> None:
+        pass
+
+
+def reader(store, split: str) -> FilesReader:
+    return FilesReader(store, split)
+
+
+def read_back(store_dir, split: str) -> tuple:
+    import torchvision
+
+    # is_valid_file: ImageFolder does not list .jp2 among its extensions, but Pillow reads it
+    folder = torchvision.datasets.ImageFolder(Path(store_dir) / split, is_valid_file=lambda name: True,
+                                              allow_empty=True)
+    order = np.argsort([int(Path(path).stem) for path, _ in folder.samples])
+    images = np.stack([np.asarray(folder[i][0].convert("RGB")) for i in order])
+    return images, np.array([folder.targets[i] for i in order], dtype=np.int64)

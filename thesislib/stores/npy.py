@@ -3,14 +3,26 @@
 The float stores hold pixel / 255 (the thesis asks what float16 storage changes: twice the bytes of uint8,
 half of float32, and a rounding error below 2**-11 relative). Written through ``open_memmap`` in slices,
 so a split larger than memory converts too.
+
+Read as a memory map; a batch is one gather of its sorted rows (:func:`thesislib.stores.gather.gather`:
+``np.take``, one memcpy per row, the batch split among a few threads, into a ring of batch buffers). The
+whole split being one mappable array, :func:`mapped_split` and :func:`images_file` are what the
+``memory``, ``cupy`` and ``dali`` loaders ask for.
 """
 
 from pathlib import Path
 
 import numpy as np
 
+from thesislib.errors import ThesisError
+from thesislib.stores.base import Reader, StoreSpec, damaged
+from thesislib.stores.gather import BatchRing, gather
 from thesislib.stores.manifest import array_checksum
 
+KIND = "npy"
+STORES = [StoreSpec("npy-uint8", KIND, "uint8"), StoreSpec("npy-float16", KIND, "float16"),
+          StoreSpec("npy-float32", KIND, "float32")]
+LOADER = "numpy"
 SLICE_BYTES = 2**28  # about 256 MiB of float32 pixels converted at a time
 
 
@@ -29,13 +41,13 @@ def to_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
     return (images.astype(np.float32) / np.float32(255)).astype(dtype)
 
 
-def write_split(store_dir: Path, split: str, images, labels, dtype: str, progress=None) -> dict:
-    out = np.lib.format.open_memmap(images_path(store_dir, split), mode="w+", dtype=dtype,
+def write_split(store_dir: Path, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    out = np.lib.format.open_memmap(images_path(store_dir, split), mode="w+", dtype=spec.dtype,
                                     shape=images.shape)
     step = max(1, SLICE_BYTES // (4 * int(np.prod(images.shape[1:]))))
     for start in range(0, len(images), step):
         block = np.asarray(images[start:start + step])
-        out[start:start + len(block)] = to_dtype(block, dtype)
+        out[start:start + len(block)] = to_dtype(block, spec.dtype)
         if progress is not None:
             progress.update(len(block))
     out.flush()
@@ -43,3 +55,64 @@ def write_split(store_dir: Path, split: str, images, labels, dtype: str, progres
     del out
     np.save(labels_path(store_dir, split), np.asarray(labels, dtype=np.int64))
     return {"images_sha256": checksum}
+
+
+def layout(spec, shape) -> dict:
+    return {"format": "NumPy .npy v1, C order", "dtype": spec.dtype,
+            "scaling": "pixel" if spec.dtype == "uint8" else "pixel / 255"}
+
+
+def data_files(store_dir) -> list:
+    return sorted(Path(store_dir).glob("*.npy"))
+
+
+def open_npy(path, shape=None, dtype=None, mmap_mode="r") -> np.ndarray:
+    """``np.load`` of one store file, checked against the manifest; a ThesisError naming a bad file."""
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ThesisError(f"cannot read {path} ({exc}): the file is truncated or corrupt; delete its store "
+                          "folder and run `python -m thesislib prepare` again") from exc
+    if shape is not None and tuple(array.shape) != tuple(shape) or dtype is not None and array.dtype != dtype:
+        raise damaged(path, f"holds {array.dtype}{list(array.shape)}, its manifest says {dtype}{list(shape)}")
+    return array
+
+
+def mapped_split(store, split: str, mmap_mode="r") -> tuple:
+    """(images memory map, labels ndarray) of ``split``, checked against the manifest."""
+    shape = store.shape(split)
+    images = open_npy(images_path(store.path, split), shape, store.dtype, mmap_mode=mmap_mode)
+    return images, open_npy(labels_path(store.path, split), shape[:1], np.int64, mmap_mode=None)
+
+
+def images_file(store, split: str) -> Path:
+    """The ``.npy`` file holding the split's images (C order, after a header of ``offset`` bytes)."""
+    return images_path(store.path, split)
+
+
+class NpyReader(Reader):
+    """Batches of a split gathered from its memory map into a ring of batch buffers."""
+
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.images_path, self.labels_path = images_path(store.path, split), labels_path(store.path, split)
+        self.ring = BatchRing()
+
+    def open(self):
+        images = open_npy(self.images_path, self.shape, self.dtype)
+        return images, open_npy(self.labels_path, self.shape[:1], np.int64, mmap_mode=None)
+
+    def read_from(self, handle, indices):
+        images, labels = handle
+        return gather(images, indices, self.ring), labels[indices]
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
+
+
+def reader(store, split: str) -> NpyReader:
+    return NpyReader(store, split)
+
+
+def read_back(store_dir, split: str) -> tuple:
+    return np.load(Path(store_dir) / f"{split}_images.npy"), np.load(Path(store_dir) / f"{split}_labels.npy")

@@ -4,32 +4,47 @@ Layout, chosen for batch reads of shuffled samples: one sample per chunk, so a b
 samples it asks for, and chunk keys joined with "." (``c.<i>.0.0.0``), so each sample is one file in the
 split's folder rather than four nested folders. Zarr v3's sharding codec (many chunks in one file) was
 measured and rejected: reading 128 shuffled CIFAR-sized samples from 256-sample shards ran at about a third
-of the speed of plain chunks (zarr 3.1, 2 cores: ~800 against ~2 300 images/s), because every chunk then
-costs a shard-index lookup and a ranged read. The price is paid on disk for tiny samples: a 32x32 CIFAR image
-(3 KiB) takes a whole 4 KiB file-system block, so the CIFAR-10 store is ~1.8x its data; at 64x64 and above
-it is a few per cent. Compression: Zstandard level 1, fast to decode; photo pixels
-shrink little, flat regions more.
+of the speed of plain chunks, because every chunk then costs a shard-index lookup and a ranged read. The
+price is paid on disk for tiny samples: a 32x32 CIFAR image (3 KiB) takes a whole 4 KiB file-system block,
+so the CIFAR-10 store is ~1.8x its data; at 64x64 and above it is a few per cent. Compression: Zstandard
+level 1, fast to decode; photo pixels shrink little, flat regions more.
+
+A batch is one orthogonal selection of its sorted rows. Zarr fetches the chunks of one selection
+concurrently; its codec pipeline is told to decode a whole batch of chunks per call
+(``codec_pipeline.batch_size``), which reads faster than its default of one. Opened lazily in the process
+that reads.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
-import zarr
-from zarr.codecs import ZstdCodec
 
+from thesislib import remote
+from thesislib.errors import ThesisError
+from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.hdf5 import check_split
+
+KIND = "zarr"
+STORES = [StoreSpec("zarr", KIND, "uint8")]
+LOADER = "zarr"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 FOLDER = "data.zarr"
 SLICE = 4096  # samples written at a time
 CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
-def layout(shape) -> dict:
+def layout(spec, shape) -> dict:
     return {"chunks": [1, *shape[1:]], "shards": None, "chunk_key_separator": ".",
             "compressor": "zstd level 1",
             "why": "one sample per chunk: a shuffled batch decompresses only its own samples; no shards: "
                    "zarr reads plain chunks about 3x faster than chunks inside shards"}
 
 
-def write_split(store_dir: Path, split: str, images, labels, progress=None) -> dict:
+def write_split(store_dir: Path, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    import zarr
+    from zarr.codecs import ZstdCodec
+
     group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
     out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
                              chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
@@ -40,4 +55,73 @@ def write_split(store_dir: Path, split: str, images, labels, progress=None) -> d
         if progress is not None:
             progress.update(len(block))
     group.create_array(f"{split}/labels", data=np.asarray(labels, dtype=np.int64))
-    return {"layout": layout(images.shape)}
+    return {}
+
+
+def data_files(store_dir) -> list:
+    root = Path(store_dir) / FOLDER
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+
+
+def damaged_errors() -> tuple:
+    """What a damaged store raises: a missing or bad file (OSError), a chunk of the wrong size (ValueError),
+    bad metadata (zarr's errors); a chunk that fails to decompress raises a bare RuntimeError from
+    numcodecs' Zstd codec (see :func:`is_decode_error`)."""
+    import zarr
+
+    return OSError, ValueError, zarr.errors.BaseZarrError
+
+
+def open_split(path, split, shape=None):
+    """(images array, labels ndarray) of ``split``; a ThesisError naming a missing or bad array."""
+    import zarr
+
+    try:
+        group = zarr.open_group(remote.zarr_store(path), mode="r")
+        images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
+    except (KeyError, *damaged_errors()) as exc:
+        raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
+                          "`python -m thesislib prepare` again") from exc
+    check_split(path, split, images.shape, len(labels), shape)
+    return images, labels
+
+
+def is_decode_error(exc: BaseException) -> bool:
+    """True for the error of a chunk that fails to decompress (numcodecs raises a plain RuntimeError)."""
+    return isinstance(exc, RuntimeError) and "decompress" in str(exc).lower()
+
+
+class ZarrReader(Reader):
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.folder = remote.join(self.path, FOLDER)
+
+    def open(self):
+        return open_split(self.folder, self.split, self.shape)
+
+    def read_from(self, handle, indices):
+        import zarr
+
+        images, labels = handle
+        try:
+            with zarr.config.set({"codec_pipeline.batch_size": len(indices)}):
+                return images.get_orthogonal_selection(indices), labels[indices]
+        except (RuntimeError, *damaged_errors()) as exc:  # a codec error names no file: name the store
+            if isinstance(exc, RuntimeError) and not is_decode_error(exc):
+                raise
+            raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({exc}): the store is "
+                              "corrupt; delete its folder and run prepare again") from exc
+
+    def close_handle(self, handle) -> None:
+        pass
+
+
+def reader(store, split: str) -> ZarrReader:
+    return ZarrReader(store, split)
+
+
+def read_back(store_dir, split: str) -> tuple:
+    import zarr
+
+    group = zarr.open_group(Path(store_dir) / "data.zarr", mode="r")
+    return group[f"{split}/images"][:], group[f"{split}/labels"][:]

@@ -1,0 +1,168 @@
+"""The Parquet store: one file per split, ``<split>.parquet``, the layout of Hugging Face ``datasets``.
+
+Columns: ``image``, a struct ``{bytes: binary, path: string}`` as ``datasets``' ``Image`` feature writes it
+(``bytes``: the PNG file of the ``files-png`` store, lossless; ``path``: ``<index:06d>.png``), and
+``label`` int64 (row ``i`` is sample ``i``). The schema's ``huggingface`` metadata declares the features
+(``Image``, and ``ClassLabel`` with the class names), so ``datasets.Dataset.from_parquet`` decodes the
+images and names the labels. Row groups hold :data:`ROW_GROUP` rows; columns are not compressed again
+(PNG already is).
+
+Random access, as a map-style dataset over Parquet must do it: a batch reads the row groups that hold its
+samples (``ParquetFile.read_row_groups``, the image column only) and decodes the batch's PNGs with Pillow;
+nothing is kept from one batch to the next but the open file and the labels (read once on open). With
+shuffled batches nearly every sample needs its own row group, so a batch reads many rows it does not use:
+that cost is the format's, and the benchmark shows it.
+"""
+
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from thesislib import remote
+from thesislib.stores.base import Reader, StoreSpec, damaged
+from thesislib.stores.imagefiles import encode
+
+KIND = "parquet"
+STORES = [StoreSpec("parquet", KIND, "uint8")]
+LOADER = "parquet"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
+ROW_GROUP = 1000
+ENCODE_CHUNK = 250  # images per task handed to an encoding process
+
+
+def file_of(store_dir, split: str):
+    return remote.join(store_dir, f"{split}.parquet") if remote.is_url(store_dir) else \
+        Path(store_dir) / f"{split}.parquet"
+
+
+def schema(classes):
+    import pyarrow as pa
+
+    features = {"image": {"_type": "Image"}, "label": {"names": list(classes), "_type": "ClassLabel"}}
+    return pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                      ("label", pa.int64())],
+                     metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def encode_png(images) -> list:
+    """Worker: the PNG bytes of each image (as the ``files-png`` store writes them)."""
+    return [encode(image, "png") for image in images]
+
+
+def write_split(store_dir: Path, spec, split: str, images, labels, classes, progress=None) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = np.asarray(labels, dtype=np.int64)
+    with pq.ParquetWriter(file_of(store_dir, split), schema(classes), compression="none",
+                          use_dictionary=False, write_statistics=False) as writer, \
+            ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(images), ROW_GROUP):
+            stop = min(start + ROW_GROUP, len(images))
+            chunks = [images[i:min(i + ENCODE_CHUNK, stop)] for i in range(start, stop, ENCODE_CHUNK)]
+            encoded = [data for part in pool.map(encode_png, chunks) for data in part]
+            image = pa.StructArray.from_arrays(
+                [pa.array(encoded, pa.binary()), pa.array([f"{i:06d}.png" for i in range(start, stop)])],
+                names=["bytes", "path"])
+            writer.write_table(pa.table({"image": image, "label": labels[start:stop]}, schema=writer.schema),
+                               row_group_size=ROW_GROUP)
+            if progress is not None:
+                progress.update(stop - start)
+    return {}
+
+
+def layout(spec, shape) -> dict:
+    return {"file": "<split>.parquet", "row_group_rows": ROW_GROUP,
+            "columns": {"image": "struct{bytes: PNG (as files-png), path: <index:06d>.png}", "label": "int64"},
+            "features": "Hugging Face datasets: Image, ClassLabel", "compression": "none (PNG is compressed)",
+            "why": "the layout Hugging Face datasets writes; random access reads whole row groups"}
+
+
+def data_files(store_dir) -> list:
+    return sorted(Path(store_dir).glob("*.parquet"))
+
+
+def unreadable():
+    """What a damaged Parquet file raises in pyarrow (a bad footer or page: ArrowInvalid is a ValueError;
+    a short read: OSError)."""
+    import pyarrow as pa
+
+    return OSError, ValueError, pa.ArrowException
+
+
+def open_split(path: Path, count: int) -> tuple:
+    """(ParquetFile, first row of each row group, labels) of a split, checked against the manifest."""
+    import pyarrow.parquet as pq
+
+    if not remote.exists(path):
+        raise damaged(path, "is missing")
+    try:
+        file = pq.ParquetFile(remote.open_file(path) if remote.is_url(path) else path)  # URL: a file object
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+        labels = file.read(columns=["label"]).column("label").to_numpy()
+    except (KeyError, *unreadable()) as exc:
+        raise damaged(path, f"is not a readable Parquet file of images and labels ({exc})") from exc
+    if sum(sizes) != count or len(labels) != count:
+        raise damaged(path, f"holds {sum(sizes)} rows, its manifest says {count}")
+    return file, np.cumsum([0, *sizes])[:-1], labels.astype(np.int64, copy=False)
+
+
+def decode_png(data, path, index, shape) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise damaged(path, f"row {index} holds no readable PNG ({exc})") from exc
+    if pixels.shape != tuple(shape):
+        raise damaged(path, f"row {index} is a {pixels.shape[1]}x{pixels.shape[0]} image, the store's are "
+                            f"{shape[1]}x{shape[0]}")
+    return pixels
+
+
+class ParquetReader(Reader):
+    """Batches of a split: the row groups holding the batch's samples read, their PNGs decoded."""
+
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.file = file_of(store.path, split)
+
+    def open(self):
+        return open_split(self.file, self.shape[0])
+
+    def read_from(self, handle, indices):
+        file, starts, labels = handle
+        groups = np.searchsorted(starts, indices, side="right") - 1
+        needed = np.unique(groups)
+        try:
+            table = file.read_row_groups(needed.tolist(), columns=["image"], use_threads=False)
+            column = table.column("image").combine_chunks().field("bytes")
+        except unreadable() as exc:
+            raise damaged(self.file, f"has row groups that cannot be read ({exc})") from exc
+        sizes = np.diff(np.append(starts, self.shape[0]))[needed]
+        first = np.cumsum([0, *sizes])[:-1]  # row of each needed group in ``table``
+        rows = first[np.searchsorted(needed, groups)] + indices - starts[groups]
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        for out, (row, index) in enumerate(zip(rows.tolist(), indices.tolist())):
+            images[out] = decode_png(column[row].as_py(), self.file, index, self.shape[1:])
+        return images, labels[indices]
+
+    def close_handle(self, handle) -> None:
+        handle[0].close()
+
+
+def reader(store, split: str) -> ParquetReader:
+    return ParquetReader(store, split)
+
+
+def read_back(store_dir, split: str) -> tuple:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(Path(store_dir) / f"{split}.parquet")
+    images = [np.asarray(Image.open(io.BytesIO(row["bytes"])).convert("RGB"))
+              for row in table.column("image").to_pylist()]
+    return np.stack(images), table.column("label").to_numpy().astype(np.int64)
