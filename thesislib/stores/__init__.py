@@ -140,8 +140,9 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
     manifest = read_manifest(path, dataset=dataset, store=store)
     if manifest.get("kind", spec.kind) != spec.kind:
+        command = hint or prepare_command(dataset, store, data_dir)
         raise ThesisError(f"{remote.join(path, 'manifest.json')} says kind={manifest.get('kind')!r}, store "
-                          f"{store} is a {spec.kind} store: run `{hint or prepare_command(dataset, store, data_dir)} --force`")
+                          f"{store} is a {spec.kind} store: run `{command} --force`")
     return Store(path, spec, manifest)
 
 
