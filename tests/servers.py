@@ -169,12 +169,10 @@ def environment(values: dict):
 
 
 def forget_filesystems() -> None:
-    """Drop fsspec's cached S3 and HTTP clients, so that the next one reads the environment anew."""
-    from fsspec.implementations.http import HTTPFileSystem
+    """Drop fsspec's cached S3 clients, so that the next one reads the credentials in the environment anew."""
     from s3fs import S3FileSystem
 
     S3FileSystem.clear_instance_cache()
-    HTTPFileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from thesislib.prepare import prepare
 from thesislib.stores import open_store
 
 SCALE = 0.002  # 100 train, 20 val samples: moto answers a request in tens of milliseconds
-STORES = ["npy-uint8", "zarr", "files-png", "hdf5"]
+STORES = ["npy-uint8", "zarr", "files-png", "hdf5", "parquet"]
 NEVER_WRITTEN = str(Path(tempfile.gettempdir()) / "thesislib-test-remote-never-written.csv")  # bad runs
 READS = [("numpy", "npy-uint8", True), ("zarr", "zarr", False), ("files", "files-png", False)]
 
@@ -103,7 +103,8 @@ def test_a_remote_store_trains_to_the_same_loss_as_the_local_one(remote_data, lo
         assert (tmp_path / "cache" / "cifar10" / store / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("loader, store", [("zarr", "zarr"), ("files", "files-png"), ("hdf5", "hdf5")])
+@pytest.mark.parametrize("loader, store", [("zarr", "zarr"), ("files", "files-png"), ("hdf5", "hdf5"),
+                                           ("parquet", "parquet")])
 def test_reading_straight_from_a_remote_store_gives_the_local_batches(remote_data, local_data, loader, store):
     assert_same_batches(all_batches(remote_data, loader, store), all_batches(local_data, loader, store))
 
