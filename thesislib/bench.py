@@ -231,7 +231,7 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
     config = replace(config, data_dir=remote.resolve(config.data_dir))
     results = check_results_path(results) if results is not None else None
     store = open_prepared_store(config)
-    store, copy = use_cache(config, store) if config.cache else (store, {})
+    store, copy = use_cache(config, store) if config.cache else (store, {"store_location": str(store.path)})
     run_id, commit, rows = new_run_id(), git_commit(), []
     if results is not None:
         append_environment(results, run_id, config.data_dir)
