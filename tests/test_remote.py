@@ -91,6 +91,12 @@ def test_an_unknown_scheme_names_the_known_ones():
         remote.filesystem("ftp://host/data")
 
 
+def test_preparing_again_into_s3_skips_the_finished_stores(s3_data):
+    before = remote.read_json(f"{s3_data}/cifar10/npy-uint8/manifest.json")
+    prepare("cifar10", scale=SCALE, stores=["npy-uint8"], seed=0, data_dir=s3_data, progress=False)
+    assert remote.read_json(f"{s3_data}/cifar10/npy-uint8/manifest.json") == before
+
+
 # ------------------------------------------------------------------------------- same data, same loss
 @pytest.mark.parametrize("loader, store, cache", READS)
 def test_a_remote_store_trains_to_the_same_loss_as_the_local_one(remote_data, local_rows, tmp_path, loader,
