@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from thesislib import gpu
-from thesislib.loaders.base import BatchDataset, BatchLoader
+from thesislib.loaders.base import FormatLoader
+from thesislib.stores.base import Reader
 from thesislib.profiler import Profiler, Resources, figures, memory_bytes
 from thesislib.train import EpochResult, fit
 
@@ -108,12 +109,11 @@ def test_a_mapped_and_read_file_adds_no_memory_but_an_allocation_does(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ DataLoader workers
-class HeavyWorkerBatches(BatchDataset):
+class HeavyWorkerReader(Reader):
     """Batches of zeros, read by a worker that first allocates (and touches) ``worker_mb`` MiB of its own."""
 
     def __init__(self, worker_mb):
-        super().__init__()
-        self.worker_mb = worker_mb
+        self.worker_mb, self.handle = worker_mb, None
 
     def check(self):
         pass  # nothing on disk to check; opening would allocate in the main process
@@ -121,17 +121,20 @@ class HeavyWorkerBatches(BatchDataset):
     def open(self):
         return np.ones(self.worker_mb * MB, dtype=np.uint8)
 
-    def read(self, handle, indices):
+    def read_from(self, handle, indices):
         time.sleep(0.02)  # keeps the workers alive a few tenths of a second
         return np.zeros((len(indices), 8, 8, 3), dtype=np.uint8), np.zeros(len(indices), dtype=np.int64)
 
 
-class HeavyWorkerLoader(BatchLoader):
+class HeavyWorkerLoader(FormatLoader):
     name, store_kinds = "heavy", ("npy",)
 
     def __init__(self, store, worker_mb, **kwargs):
-        self.batches_class = lambda store, split: HeavyWorkerBatches(worker_mb)
+        self.worker_mb = worker_mb
         super().__init__(store, "train", **kwargs)
+
+    def make_reader(self):
+        return HeavyWorkerReader(self.worker_mb)
 
 
 def test_memory_of_dataloader_workers_is_counted_in_a_short_epoch(prepared_cifar10):

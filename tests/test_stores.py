@@ -187,7 +187,8 @@ def test_verify_names_the_first_changed_file_and_the_fix(all_stores, tmp_path, n
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ThesisError, match=rf"{path} does not match its SHA-256.*prepare .*--stores {name}.*--force"):
+    message = rf"{path} does not match its SHA-256.*prepare .*--stores {name}.*--force"
+    with pytest.raises(ThesisError, match=message):
         verify_store(store, progress=False)
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -88,8 +89,9 @@ def build_store(final: Path, name: str, data: SourceData, fields: dict, progress
     tmp = final.parent / f".{name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
+        start = time.perf_counter()
         written = write_store(tmp, name, data, progress)
-        write_manifest(tmp, {**fields, **written})
+        write_manifest(tmp, {**fields, **written, "conversion_s": round(time.perf_counter() - start, 3)})
         replace_folder(tmp, final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -109,8 +109,12 @@ class FormatLoader(Loader):
     def __init__(self, store, split, **kwargs):
         self.reads_urls = getattr(store.format, "READS_URLS", False)  # the format says
         super().__init__(store, split, **kwargs)
-        self.dataset = ReaderDataset(store.reader(self.split))
+        self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
+
+    def make_reader(self):
+        """The reader of this loader's split (the store's format's reader)."""
+        return self.store.reader(self.split)
 
     @classmethod
     def unavailable_reason(cls):
@@ -164,7 +168,7 @@ class ReaderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, indices):
         images, labels = self.reader.read(indices)
-        return torch.from_numpy(images), torch.from_numpy(labels)  # wrapped, not copied
+        return torch.as_tensor(images), torch.as_tensor(labels)  # arrays are wrapped, not copied
 
     def close(self) -> None:
         self.reader.close()

@@ -3,7 +3,7 @@
 Each sample is one ``__getitem__`` call (open, decode, convert) and the DataLoader collates the batch; this
 is the per-image Python path the other loaders avoid. To deliver the same samples in the same order as the
 other loaders, the sampler visits ImageFolder's positions in the order of the shared batch list. Images
-are decoded by :func:`thesislib.stores.imagefiles.decode_checked`, so a file of the wrong size is named as ``files``
+are decoded by :func:`~thesislib.stores.imagefiles.decode_checked`, so a file of the wrong size is named as ``files``
 names it.
 """
 

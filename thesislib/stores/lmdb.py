@@ -136,12 +136,15 @@ class LmdbReader(Reader):
                 for row, index in enumerate(indices.tolist()):
                     value = txn.get(key(index))
                     if value is None or len(value) != self.sample_bytes:
-                        what = "lacks" if value is None else f"has {len(value)} bytes, not {self.sample_bytes}, for"
-                        raise damaged(self.folder / "data.mdb", f"{what} sample {index} (key {key(index).hex()})")
+                        raise self.bad_value(value, index)
                     flat[row] = np.frombuffer(value, dtype=np.uint8)
         except lmdb.Error as exc:
             raise damaged(self.folder / "data.mdb", f"cannot be read ({exc})") from exc
         return images, labels[indices]
+
+    def bad_value(self, value, index):
+        what = "lacks" if value is None else f"has {len(value)} bytes, not {self.sample_bytes}, for"
+        return damaged(self.folder / "data.mdb", f"{what} sample {index} (key {key(index).hex()})")
 
     def close_handle(self, handle) -> None:
         handle[0].close()
