@@ -60,8 +60,10 @@ def measure(location: str, data_dir, store: str, args, cache_dir: Path) -> dict:
         if getattr(opened.format, "READS_URLS", False) else float("nan")
     path, seconds, copied = remote.copy_to_cache(opened.path, cache_dir / location, opened.manifest)
     cached = images_per_s(path.parent.parent, store, args.batches, args.batch_size)
-    return {"store": store, "location": location, "direct_img_s": direct, "cached_img_s": cached,
-            "copy_s": seconds, "copy_mb": copied / 1e6}
+    row = {"store": store, "location": location, "direct_img_s": direct, "cached_img_s": cached,
+           "copy_s": seconds, "copy_mb": copied / 1e6}
+    print(row, file=sys.stderr, flush=True)  # as it comes: a long run shows its progress
+    return row
 
 
 def main(argv=None) -> None:
