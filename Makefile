@@ -44,7 +44,7 @@ test-gpu: $(STAMP)
 
 # Programs the tests start that pip cannot install: nginx (tests/test_remote.py serves stores over HTTP with
 # it). Installed from the distribution's packages only when missing (needs root, or sudo without a password);
-# where that fails the HTTP tests skip with the reason (in CI, where $$CI is set, they fail instead).
+# where that fails the HTTP tests skip with the reason (in CI, where the CI variable is set, they fail).
 .PHONY: system-deps
 system-deps:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
