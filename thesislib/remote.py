@@ -214,6 +214,14 @@ def open_file(path_or_url, mode: str = "rb", **options):
         return fs.open(path, mode, **options)
 
 
+def open_ranged(path_or_url):
+    """A file object whose every read is one ranged request for exactly the bytes asked (fsspec's cache
+    type "none"), for libraries that ask for what they need (h5py's rows, pyarrow's column chunks): fsspec's
+    default read-ahead fetches a 5 MB block per miss, which shuffled rows of a large file turn into many
+    times the bytes asked (see benchmarks/remote_read.py)."""
+    return open_file(path_or_url, cache_type="none")
+
+
 def exists(path_or_url) -> bool:
     """True if the file or folder exists; an unreachable server or a refused access is a ThesisError."""
     fs, path = filesystem(path_or_url)

@@ -76,7 +76,7 @@ def open_split(path, split, shape=None):
     import h5py
 
     try:
-        file = h5py.File(remote.open_file(path) if remote.is_url(path) else path, "r")  # URL: a file object
+        file = h5py.File(remote.open_ranged(path) if remote.is_url(path) else path, "r")  # URL: a file object
     except OSError as exc:
         raise corrupt(path, split, exc) from exc
     try:

@@ -102,7 +102,7 @@ def open_split(path: Path, count: int) -> tuple:
     if not remote.exists(path):
         raise damaged(path, "is missing")
     try:
-        file = pq.ParquetFile(remote.open_file(path) if remote.is_url(path) else path)  # URL: a file object
+        file = pq.ParquetFile(remote.open_ranged(path) if remote.is_url(path) else path)  # URL: a file object
         sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
         labels = file.read(columns=["label"]).column("label").to_numpy()
     except (KeyError, *unreadable()) as exc:
