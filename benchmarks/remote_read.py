@@ -80,9 +80,8 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         data_dir = Path(args.data_dir) if args.data_dir else tmp / "data"
         prepare("cifar10", scale=args.scale, stores=stores, seed=0, data_dir=data_dir, progress=True)
-        rows = [{"store": s, "location": "local", "direct_img_s": images_per_s(data_dir, s, args.batches,
-                                                                                args.batch_size)}
-                for s in stores]
+        local = {s: images_per_s(data_dir, s, args.batches, args.batch_size) for s in stores}
+        rows = []
         with nginx_server(data_dir, tmp / "nginx") as url:
             rows += [measure("http", url, store, args, tmp / "cache") for store in stores]
         if args.s3:
@@ -92,9 +91,11 @@ def main(argv=None) -> None:
                 prepare("cifar10", scale=args.scale, stores=stores, seed=0, data_dir=bucket, progress=True)
                 rows += [measure("s3 (moto)", bucket, store, args, tmp / "cache") for store in stores]
     table = pd.DataFrame(rows).set_index(["store", "location"]).sort_index()
+    table.insert(0, "local_img_s", [local[store] for store, _ in table.index])
     print(f"\ncifar10 at scale {args.scale}, {args.batches} batches of {args.batch_size}, loopback "
-          "(a real network adds a round trip per request); direct: read from the server, cached: read from "
-          "the verified local copy made in copy_s (NaN direct: the format reads local files only)")
+          "(a real network adds a round trip per request); local: the store on this disk, direct: read from "
+          "the server, cached: from the verified local copy made in copy_s (direct NaN: the format reads local "
+          "files only)")
     print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
 
 
