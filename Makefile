@@ -45,7 +45,7 @@ run: $(STAMP)
 	@before="$$($(TREE_STATUS))"; $(BIN)/python scripts/run_study.py --profile $(PROFILE) $(RUN_ARGS); \
 	status=$$?; $(CHECK_TREE); exit $$status
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	@before="$$($(TREE_STATUS))"; \
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS); \
 	status=$$?; $(CHECK_TREE); exit $$status
@@ -65,6 +65,16 @@ install-gpu: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
+
+# Programs the tests start that pip cannot install: nginx (tests/test_remote.py serves stores over HTTP with
+# it). Installed from the distribution's packages only when missing (needs root, or sudo without a password);
+# where that fails the HTTP tests skip with the reason (in CI, where the CI variable is set, they fail).
+.PHONY: system-deps
+system-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q nginx-light; } || \
+	  echo "warning: could not install nginx-light (apt-get needs root): the HTTP tests will not run"
 
 # JupyterLab on the notebooks, with the URL (and its token) printed first. As root (containers, cloud
 # machines) it needs --allow-root and opens no browser. `make lab LAB_IP=0.0.0.0` to reach it from outside.

@@ -185,7 +185,7 @@ def test_reading_names_the_fastest_method_and_the_cold_cache_cost(study):
             "(28 images/s, 4.0x): significant (Welch p = ") in text
     assert ("files (files-jpeg) on masks: data wait per epoch 1.6 s warm, 4.6 s with a cold page cache (2.9x), "
             "a difference that is significant (Welch p = ") in text
-    assert "no rows for cupy, hdf5, zarr, dali, memory, torchvision" in text
+    assert "no rows for torchvision, dali, cupy, memory, hdf5, zarr, lmdb, parquet, tfrecord, tfdata, webdataset" in text
 
 
 def test_reading_of_a_cell_with_one_method_names_no_winner(study):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from thesislib import __version__, distributed, pagecache
+from thesislib import __version__, distributed, pagecache, remote
 from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
@@ -74,6 +74,7 @@ class BenchConfig:
     data_dir: str = "data"
     pin_memory: bool = False
     cold: bool = False
+    cache: str = None          # a local folder: read a verified copy of the store there (thesislib.remote)
 
 
 def resolve_device(device: str) -> str:
@@ -136,20 +137,31 @@ def check_rank_count(store, world_size: int) -> None:
 
 
 def set_up(config: BenchConfig, results=None) -> tuple:
-    """(validated config, results path or None, opened store) of a protocol run; a ThesisError for bad
+    """(validated config, results path or None, opened store, the copy's results columns) of a protocol run; a ThesisError for bad
     input. Relative paths are taken from the project root."""
     config = validate(config)
-    config = replace(config, data_dir=str(project_path(config.data_dir)))
+    config = replace(config, data_dir=remote.resolve(config.data_dir))
     results = check_results_path(results) if results is not None else None
     store = open_prepared_store(config)
     check_rank_count(store, distributed.rank_and_world()[1])
-    return config, results, store
+    store, copy = use_cache(config, store) if config.cache else (store, {"store_location": str(store.path)})
+    return config, results, store, copy
 
 
 def group_device(device: str) -> str:
     """The device kind whose process-group backend a run needs (before ``device`` is checked)."""
     wants_gpu = str(device) == "auto" or str(device).startswith("cuda")
     return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
+
+
+def use_cache(config: BenchConfig, store) -> tuple:
+    """(the verified local copy of ``store`` under ``config.cache``, the copy's results columns)."""
+    from thesislib.stores import verify_store
+
+    path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest,
+                                                 lambda tmp: verify_store(replace(store, path=tmp), progress=False))
+    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)))
+    return local, {"cache_copy_s": seconds, "cache_copy_bytes": copied, "store_location": str(store.path)}
 
 
 def git_commit() -> str:
@@ -172,7 +184,7 @@ class Run:
 
     def __init__(self, config: BenchConfig, store, repeat: int = 0):
         self.config, self.store = config, store
-        self.files = pagecache.store_files(store.path)
+        self.files = [] if remote.is_url(store.path) else pagecache.store_files(store.path)
         self.train = self.val = None
         self.cached_pct = math.nan
         options = dict(batch_size=config.batch_size, num_workers=config.num_workers,
@@ -288,14 +300,14 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
     (every rank's, on every rank). Under torchrun, rank 0 writes the rows and prints the progress.
     """
     with distributed.process_group(group_device(config.device)):
-        config, results, store = distributed.agreed(lambda: set_up(config, results))
+        config, results, store, copy = distributed.agreed(lambda: set_up(config, results))
         run_id, commit, rows = distributed.broadcast(new_run_id()), git_commit(), []
         main = distributed.is_main()
         if results is not None and main:
             append_environment(results, run_id, config.data_dir)
         for repeat in range(config.repeats):
             bar = progress and main and wanted()
-            ranks_rows = distributed.all_gather(run_once(config, store, repeat, run_id, commit, bar=bar))
+            ranks_rows = distributed.all_gather({**run_once(config, store, repeat, run_id, commit, bar=bar), **copy})
             rows.extend(ranks_rows)
             for row in ranks_rows if results is not None and main else ():
                 append_row(results, row)

@@ -176,6 +176,8 @@ def add_bench(bench):
     bench.add_argument("--pin-memory", action="store_true", help="pin batches in page-locked memory")
     bench.add_argument("--cold", action="store_true",
                        help="evict the store's files from the page cache before each epoch")
+    bench.add_argument("--cache", metavar="DIR", default=None,
+                       help="copy the store (e.g. one at a URL) into DIR once, verified, and read the copy")
     bench.add_argument("--verify", action="store_true",
                        help="check the store against its manifest's checksums before training")
     bench.add_argument("--quiet", action="store_true", help="no progress bar and no line per repeat")
@@ -219,13 +221,21 @@ def overview() -> str:
 
 # --------------------------------------------------------------------------------- checks before work
 def _from_cwd(path) -> str:
-    """Command-line paths are relative to the working folder (library calls take them from the project root)."""
-    return str(Path(path).expanduser().resolve())
+    """Command-line paths are relative to the working folder (library calls take them from the project root);
+    a URL (http://, s3://) stays as it is."""
+    from thesislib.remote import is_url
+
+    return str(path) if is_url(path) else str(Path(path).expanduser().resolve())
 
 
 def writable_folder(path, option: str, shown=None) -> str:
     """``path`` (from the working folder) if it is, or can be created as, a writable folder; else a
     ThesisError naming ``option`` (checked before any work, so that no minutes are spent for nothing)."""
+    from thesislib.remote import check_writable, is_url
+
+    if is_url(path):
+        check_writable(path)  # a URL's scheme must allow writing (s3://, not http://)
+        return str(path)
     folder, shown = Path(_from_cwd(path)), path if shown is None else shown
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
@@ -272,7 +282,8 @@ def run_bench(args):
         loader=args.loader, dataset=args.dataset, store=args.store, epochs=args.epochs,
         repeats=args.repeats, batch_size=args.batch_size, num_workers=args.num_workers,
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
-        scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
+        scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold,
+        cache=_from_cwd(args.cache) if args.cache else None)
     if args.verify:
         from thesislib.errors import choose
         from thesislib.loaders import DEFAULT_STORES, LOADERS

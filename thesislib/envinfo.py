@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from thesislib import __version__
-from thesislib import gpu
+from thesislib import gpu, remote
 from thesislib.paths import DATA_DIR, project_path
 
 # Distributions whose version the table lists, by row (a row may be served by several wheel names).
@@ -201,7 +201,8 @@ def environment(data_dir=DATA_DIR) -> dict:
         "thesislib": __version__, "host": socket.gethostname(), "os": platform.platform(),
         "cpu": cpu_model(), "cpu_cores": psutil.cpu_count(logical=False) or psutil.cpu_count(),
         "cpu_threads": psutil.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        **gpu_info(), "data_dir": str(project_path(data_dir)), **disk_info(data_dir),
+        **gpu_info(), "data_dir": remote.resolve(data_dir),
+        **({"disk": "remote", "disk_free_gb": None} if remote.is_url(data_dir) else disk_info(data_dir)),
         "python": platform.python_version(),
     }
     env.update({key: package_version(pattern, installed) for key, pattern in SOFTWARE.items()})

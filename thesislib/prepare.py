@@ -9,11 +9,13 @@ import errno
 import hashlib
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from thesislib import remote
 from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError
 from thesislib.sources import SourceData, load_source
@@ -28,7 +30,7 @@ def request_fields(dataset: str, source, scale: float, seed: int) -> dict:
 
 def is_current(path: Path, request: dict) -> bool:
     """True if ``path`` is a finished store built for exactly ``request``."""
-    if not (path / MANIFEST).is_file():
+    if not remote.exists(remote.join(path, MANIFEST)):
         return False
     try:
         manifest = read_manifest(path)
@@ -45,16 +47,31 @@ def prepare(dataset: str, source="synthetic", scale: float = 1.0, stores=("npy-u
     names = parse_store_list(stores)
     request = request_fields(dataset, source, scale, seed)
     paths = {name: store_path(data_dir, dataset, name) for name in names}
+    if remote.is_url(data_dir):
+        remote.check_writable(data_dir)
     todo = [name for name in names if force or not is_current(paths[name], request)]
     if progress:
         for name in sorted(set(names) - set(todo)):
             tqdm.write(f"{dataset}/{name}: already prepared, skipped")
-    if todo:
+    if todo and remote.is_url(data_dir):
+        upload_stores(dataset, source, scale, todo, seed, data_dir, progress)
+    elif todo:
         data = load_source(dataset, source, scale, seed, progress=progress)
         checksums = source_checksums(data)
         for name in todo:
             build_store(paths[name], name, data, {**request, "source_checksums": checksums}, progress)
     return paths
+
+
+def upload_stores(dataset, source, scale, names, seed, url, progress) -> None:
+    """Build ``names`` in a local temporary folder (``$TMPDIR``), then upload each store to ``url`` file by
+    file, its manifest last (see :func:`thesislib.remote.upload_folder`)."""
+    with tempfile.TemporaryDirectory(prefix="thesislib-upload-") as tmp:
+        built = prepare(dataset, source, scale, names, seed, tmp, force=True, progress=progress)
+        for name, local in built.items():
+            remote.upload_folder(local, store_path(url, dataset, name))
+            if progress:
+                tqdm.write(f"{dataset}/{name}: uploaded to {store_path(url, dataset, name)}")
 
 
 def source_checksums(data: SourceData) -> dict:

@@ -28,7 +28,7 @@ CONTRACT_COLUMNS = (
 )
 # Added by later versions (page cache, scale-out, remote cache copy); a file without them is an older one.
 EXTRA_COLUMNS = ("cache_state", "cached_pct", "thesislib_version", "world_size", "rank", "cache_copy_s",
-                 "cache_copy_bytes")
+                 "cache_copy_bytes", "store_location")
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 SUFFIXES = (".csv", ".parquet")
 
@@ -206,6 +206,9 @@ def total(column):
 # How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
 # throughput and memory add up over the ranks' processes, the longest data wait (and stall) is the
 # straggler's; the other columns (the run's settings) are the same on every rank: the first is kept.
+# What identifies one repeat of one protocol run (its ranks' rows share these; host may differ between
+# servers, so it is not a key).
+RANK_KEYS = ("run_id", "repeat", "loader", "store", "dataset", "cache_state", "world_size", "source")
 RANK_AGGREGATES = {
     "total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", "stall_pct": "max",
     "images_per_s": total, "peak_ram_mb": total, "peak_vram_mb": total, "gpu_util_pct": "mean",
@@ -222,16 +225,21 @@ def aggregate_ranks(rows) -> dict:
 
 
 def aggregate_rank_frame(frame):
-    """A results frame with one row per (run_id, repeat): the rows of its ranks combined as
-    :func:`aggregate_ranks` does (rows of single-process runs pass unchanged, but for ``data_s_min``)."""
+    """A results frame with one row per repeat of a protocol run: the rows of a run's ranks (world_size > 1)
+    combined as :func:`aggregate_ranks` does; rows of single-process runs pass unchanged. ``data_s_min``
+    (the shortest rank's data wait) is added beside ``data_s_mean``."""
     import pandas as pd
 
     frame = frame.assign(rank=frame.get("rank", 0), world_size=frame.get("world_size", 1))
     frame = frame.fillna({"rank": 0, "world_size": 1})  # rows written before the columns existed
-    keys = ["run_id", "repeat"]
-    how = {column: RANK_AGGREGATES.get(column, "first") for column in frame.columns
+    frame.insert(frame.columns.get_loc("data_s_mean") + 1, "data_s_min", frame["data_s_mean"])
+    single, ranked = frame[frame["world_size"] <= 1], frame[frame["world_size"] > 1]
+    if ranked.empty:
+        return frame.drop(columns="rank").reset_index(drop=True)
+    keys = [column for column in RANK_KEYS if column in ranked.columns]
+    how = {column: RANK_AGGREGATES.get(column, "first") for column in ranked.columns
            if column not in keys and column != "rank"}
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    combined = grouped.agg(how)
-    combined.insert(combined.columns.get_loc("data_s_mean") + 1, "data_s_min", grouped["data_s_mean"].min())
-    return pd.DataFrame(combined).reset_index()
+    how["data_s_min"] = "min"
+    combined = ranked.groupby(keys, sort=False, dropna=False).agg(how).reset_index()
+    return pd.concat([single.drop(columns="rank"), combined[[c for c in frame.columns if c != "rank"]]],
+                     ignore_index=True)

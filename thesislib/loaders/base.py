@@ -45,10 +45,12 @@ class Loader(abc.ABC):
     store_kinds = ()       # store kinds it reads (manifest kinds: keys of thesislib.stores.FORMATS)
     default_store = ""     # the store it reads when --store is not given
     needs_gpu = False      # True: refuses to start without a CUDA GPU
+    reads_urls = False     # True: reads a store at a URL directly (see thesislib.remote)
 
     def __init__(self, store, split, *, batch_size, num_workers=0, pin_memory=False, seed=0, shuffle=True,
                  device="cpu"):
         self.store = check_store_kind(self, store)
+        check_reads_url(self, store)
         self.split = choose("split", split, SPLITS)
         self.batch_size = check_batch_size(batch_size)
         self.num_workers = check_num_workers(num_workers)
@@ -108,6 +110,7 @@ class FormatLoader(Loader):
     :func:`thesislib.loaders.format_loader_class` (which sets ``name``, ``store_kinds``, ``default_store``)."""
 
     def __init__(self, store, split, **kwargs):
+        self.reads_urls = getattr(store.format, "READS_URLS", False)  # the format says
         super().__init__(store, split, **kwargs)
         self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
@@ -132,6 +135,16 @@ class FormatLoader(Loader):
 
 def check_num_workers(num_workers) -> int:
     return check_whole("num_workers", num_workers, 0)
+
+
+def check_reads_url(loader, store) -> None:
+    """A ThesisError if ``store`` lies at a URL and ``loader`` cannot read it there (a memory map or a
+    database needs a local file): the fix is ``--cache``, a verified local copy."""
+    from thesislib import remote
+
+    if remote.is_url(store.path) and not loader.reads_urls:
+        raise ThesisError(f"the {loader.name} loader cannot read {store.path} at a URL (it reads local files "
+                          "only): add --cache DIR to read a verified local copy")
 
 
 def check_store_kind(loader, store):

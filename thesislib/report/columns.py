@@ -11,11 +11,12 @@ RESULT_COLUMNS = CONTRACT_COLUMNS   # a results file must have these
 # Written by newer versions of bench; an older file without them reads as warm runs of unknown version,
 # of one process (world_size 1, rank 0), without a cache copy.
 OPTIONAL_COLUMNS = {"cache_state": "warm", "cached_pct": np.nan, "thesislib_version": None, "world_size": 1,
-                    "rank": 0, "cache_copy_s": np.nan, "cache_copy_bytes": np.nan}
+                    "rank": 0, "cache_copy_s": np.nan, "cache_copy_bytes": np.nan,
+                    "store_location": ""}
 assert tuple(OPTIONAL_COLUMNS) == EXTRA_COLUMNS, "results.EXTRA_COLUMNS and the report's defaults differ"
 
 TEXT_COLUMNS = ("run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "precision",
-                "device", "model", "cache_state", "thesislib_version")
+                "device", "model", "cache_state", "thesislib_version", "store_location")
 LOADER_ORDER = tuple(loader_order())  # the format registry's order (thesislib.loaders)
 CACHE_ORDER = ("warm", "cold")
 

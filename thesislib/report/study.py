@@ -33,8 +33,9 @@ def per_repeat(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.fillna({"world_size": 1, "rank": 0, "cache_state": "warm"})
     frame = frame.assign(source=["remote (cached copy)" if pd.notna(v) else "local"
                                  for v in frame.get("cache_copy_s", pd.Series(math.nan, index=frame.index))])
-    how = {c: SLOWEST.get(c, "first") for c in frame.columns if c not in ("run_id", "repeat", "method")}
-    folded = frame.groupby(["run_id", "repeat"], sort=False).agg(how).reset_index()
+    keys = ["run_id", "repeat", "loader", "store", "dataset"]   # example rows share run ids across methods
+    how = {c: SLOWEST.get(c, "first") for c in frame.columns if c not in (*keys, "method")}
+    folded = frame.groupby(keys, sort=False).agg(how).reset_index()
     return add_labels(folded)
 
 

@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from thesislib import remote
 from thesislib.errors import ThesisError, choose
 from thesislib.paths import project_path
 from thesislib.stores.base import StoreSpec, damaged, file_sha256  # noqa: F401  (StoreSpec: re-exported)
@@ -59,7 +60,10 @@ def parse_store_list(text) -> list:
     return [get_store_spec(name).name for name in names]
 
 
-def store_path(data_dir, dataset: str, store: str) -> Path:
+def store_path(data_dir, dataset: str, store: str):
+    """The store's folder: a Path, or a URL string when ``data_dir`` is one (see :mod:`thesislib.remote`)."""
+    if remote.is_url(data_dir):
+        return remote.join(data_dir, dataset, store)
     return project_path(data_dir) / dataset / store
 
 
@@ -132,14 +136,15 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
     get_dataset(dataset)
     spec = get_store_spec(store)
     path = store_path(data_dir, dataset, store)
-    if not (path / "manifest.json").is_file():
-        state = "is incomplete (no manifest.json)" if path.exists() else "is not prepared"
+    if not remote.exists(remote.join(path, "manifest.json")):
+        state = "is incomplete (no manifest.json)" if remote.exists(path) else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
     manifest = read_manifest(path, dataset=dataset, store=store)
     if manifest.get("kind", spec.kind) != spec.kind:
-        raise ThesisError(f"{path / 'manifest.json'} says kind={manifest.get('kind')!r}, store {store} is a "
-                          f"{spec.kind} store: run `{hint or prepare_command(dataset, store, data_dir)} --force`")
+        command = hint or prepare_command(dataset, store, data_dir)
+        raise ThesisError(f"{remote.join(path, 'manifest.json')} says kind={manifest.get('kind')!r}, store "
+                          f"{store} is a {spec.kind} store: run `{command} --force`")
     return Store(path, spec, manifest)
 
 

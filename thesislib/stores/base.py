@@ -49,6 +49,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 
 
@@ -91,7 +92,7 @@ class Reader:
     """
 
     def __init__(self, store, split: str):
-        self.path = Path(store.path)
+        self.path = store.path if remote.is_url(store.path) else Path(store.path)  # a URL stays a string
         self.split = split
         self.shape = tuple(store.shape(split))
         self.dtype = store.dtype

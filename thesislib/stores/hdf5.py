@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
 LOADER = "hdf5"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 FILE = "data.h5"
 SLICE = 4096
 LAYOUT = {"images": {"layout": "contiguous", "compression": None,
@@ -74,7 +76,7 @@ def open_split(path, split, shape=None):
     import h5py
 
     try:
-        file = h5py.File(path, "r")
+        file = h5py.File(remote.open_ranged(path) if remote.is_url(path) else path, "r")  # URL: a file object
     except OSError as exc:
         raise corrupt(path, split, exc) from exc
     try:
@@ -92,7 +94,7 @@ def open_split(path, split, shape=None):
 class Hdf5Reader(Reader):
     def __init__(self, store, split):
         super().__init__(store, split)
-        self.file = self.path / FILE
+        self.file = remote.join(self.path, FILE)
 
     def open(self):
         return open_split(self.file, self.split, self.shape)

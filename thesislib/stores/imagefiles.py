@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
 
@@ -46,6 +47,7 @@ CODECS = {
 KIND = "files"
 STORES = [StoreSpec(f"files-{name}", KIND, "uint8", name, codec.lossless) for name, codec in CODECS.items()]
 LOADER = "files"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 SAMPLE_FILES = True  # one file per sample: the statistics report file sizes
 CHUNK = 256  # images per task handed to a worker process
 
@@ -62,10 +64,11 @@ def encode(image: np.ndarray, codec: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode(path) -> np.ndarray:
-    """The pixels of one image file as (H, W, 3) uint8; a ThesisError naming the file if it is corrupt."""
+def decode(path, data: bytes = None) -> np.ndarray:
+    """The pixels of one image file as (H, W, 3) uint8 (``data``: its bytes, already fetched from a URL); a
+    ThesisError naming the file if it is corrupt."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
@@ -122,20 +125,36 @@ def sample_index(file_name: str):
     return int(stem) if stem.isdigit() else None
 
 
-def list_files(store_dir, split: str) -> tuple:
-    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders."""
-    root = Path(store_dir) / split
-    if not root.is_dir():
+def class_listing(root, split: str, listed=None) -> list:
+    """[(class folder name, [its file names])] of the split folder ``root``, folders sorted: scanned, or for a
+    store at a URL (which need not list folders) taken from its manifest's file names ``listed``."""
+    if listed is not None:
+        found = {}
+        for name in listed:
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == split:
+                found.setdefault(parts[1], []).append(parts[2])
+        return sorted(found.items())
+    return [(folder, [entry.name for entry in os.scandir(root / folder)])
+            for folder in sorted(entry.name for entry in os.scandir(root) if entry.is_dir())]
+
+
+def list_files(store_dir, split: str, listed=None) -> tuple:
+    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders (or,
+    at a URL, in ``listed``: the manifest's file names)."""
+    root = remote.join(store_dir, split) if remote.is_url(store_dir) else Path(store_dir) / split
+    if not remote.is_url(root) and not root.is_dir():
         raise ThesisError(f"{root} is missing: delete {store_dir} and run `python -m thesislib prepare` again")
     found = {}
-    for label, folder in enumerate(sorted(entry.name for entry in os.scandir(root) if entry.is_dir())):
-        for entry in os.scandir(root / folder):
-            index = sample_index(entry.name)
+    for label, (folder, names) in enumerate(class_listing(root, split, listed)):
+        for name in names:
+            path = remote.join(root, folder, name) if remote.is_url(root) else root / folder / name
+            index = sample_index(name)
             if index is None or index in found:
                 what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
-                raise ThesisError(f"{entry.path} {what}: a store holds only the files prepare wrote; delete "
+                raise ThesisError(f"{path} {what}: a store holds only the files prepare wrote; delete "
                                   f"{store_dir} and run `python -m thesislib prepare` again")
-            found[index] = (Path(entry.path), label)
+            found[index] = (path, label)
     missing = sorted(set(range(len(found))) ^ set(found))
     if missing:
         raise ThesisError(f"{root} lacks the file of sample {missing[0]}: delete {store_dir} and prepare again")
@@ -156,9 +175,10 @@ def check_count(folder, found: int, expected: int) -> None:
                           "folder and run prepare again")
 
 
-def decode_checked(path, shape) -> np.ndarray:
-    """The pixels of one image file, checked to be (H, W, 3) ``shape``; a ThesisError naming the file."""
-    image = decode(path)
+def decode_checked(path, shape, data: bytes = None) -> np.ndarray:
+    """The pixels of one image file (or of its fetched bytes ``data``), checked to be (H, W, 3) ``shape``; a
+    ThesisError naming the file."""
+    image = decode(path, data)
     if image.shape != tuple(shape):
         raise ThesisError(f"{path} is {image.shape[1]}x{image.shape[0]}, the store's images are "
                           f"{shape[1]}x{shape[0]}: delete the store folder and prepare again")
@@ -170,16 +190,20 @@ class FilesReader(Reader):
 
     def __init__(self, store, split):
         super().__init__(store, split)
-        self.paths, self.labels = list_files(store.path, split)
-        check_count(store.path / split, len(self.paths), self.shape[0])
+        self.remote = remote.is_url(store.path)
+        listed = store.manifest.get("files_sha256", {}) if self.remote else None
+        self.paths, self.labels = list_files(store.path, split, listed)
+        check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
 
     def open(self):
         return self.paths
 
     def read_from(self, handle, indices):
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
-        for row, index in enumerate(indices):
-            images[row] = decode_checked(handle[index], self.shape[1:])
+        paths = [handle[index] for index in indices]
+        blobs = remote.read_many(paths) if self.remote else [None] * len(paths)  # one concurrent fetch
+        for row, (path, data) in enumerate(zip(paths, blobs)):
+            images[row] = decode_checked(path, self.shape[1:], data)
         return images, self.labels[indices]
 
     def close_handle(self, handle) -> None:

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from thesislib import __version__
+from thesislib import __version__, remote
 from thesislib.atomic import write_text
 from thesislib.errors import ThesisError
 
@@ -57,11 +57,8 @@ def write_manifest(store_dir: Path, fields: dict) -> dict:
 
 def read_manifest(store_dir: Path, dataset: str = None, store: str = None) -> dict:
     """The manifest of ``store_dir``, checked: readable JSON, known format version, the expected names."""
-    path = Path(store_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ThesisError(f"{path} is unreadable ({exc}): delete {store_dir} and run prepare again") from exc
+    path = remote.join(store_dir, MANIFEST)
+    manifest = remote.read_json(path, missing_fix=f"delete {store_dir} and run prepare again")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ThesisError(f"{path} has format version {manifest.get('format_version')}, this thesislib reads "
                           f"{FORMAT_VERSION}: run prepare again with --force")

@@ -23,18 +23,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from thesislib import remote
 from thesislib.stores.base import Reader, StoreSpec, damaged
 from thesislib.stores.imagefiles import encode
 
 KIND = "parquet"
 STORES = [StoreSpec("parquet", KIND, "uint8")]
 LOADER = "parquet"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 ROW_GROUP = 1000
 ENCODE_CHUNK = 250  # images per task handed to an encoding process
 
 
-def file_of(store_dir, split: str) -> Path:
-    return Path(store_dir) / f"{split}.parquet"
+def file_of(store_dir, split: str):
+    return remote.join(store_dir, f"{split}.parquet") if remote.is_url(store_dir) else \
+        Path(store_dir) / f"{split}.parquet"
 
 
 def schema(classes):
@@ -96,10 +99,10 @@ def open_split(path: Path, count: int) -> tuple:
     """(ParquetFile, first row of each row group, labels) of a split, checked against the manifest."""
     import pyarrow.parquet as pq
 
-    if not path.is_file():
+    if not remote.exists(path):
         raise damaged(path, "is missing")
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(remote.open_ranged(path) if remote.is_url(path) else path)  # URL: a file object
         sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
         labels = file.read(columns=["label"]).column("label").to_numpy()
     except (KeyError, *unreadable()) as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
 from thesislib.stores.hdf5 import check_split
@@ -27,6 +28,7 @@ from thesislib.stores.hdf5 import check_split
 KIND = "zarr"
 STORES = [StoreSpec("zarr", KIND, "uint8")]
 LOADER = "zarr"
+READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 FOLDER = "data.zarr"
 SLICE = 4096  # samples written at a time
 CHUNK_KEYS = {"name": "default", "separator": "."}
@@ -75,7 +77,7 @@ def open_split(path, split, shape=None):
     import zarr
 
     try:
-        group = zarr.open_group(path, mode="r")
+        group = zarr.open_group(remote.zarr_store(path), mode="r")
         images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
     except (KeyError, *damaged_errors()) as exc:
         raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
@@ -92,7 +94,7 @@ def is_decode_error(exc: BaseException) -> bool:
 class ZarrReader(Reader):
     def __init__(self, store, split):
         super().__init__(store, split)
-        self.folder = self.path / FOLDER
+        self.folder = remote.join(self.path, FOLDER)
 
     def open(self):
         return open_split(self.folder, self.split, self.shape)
