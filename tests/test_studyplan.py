@@ -181,3 +181,15 @@ def test_sentences_are_built_from_the_numbers_and_say_what_was_not_measured():
                                                     "2 ranks against 1: not measured."]
     assert "not measured" in conclusions.cold_cost(frame)[0]
     assert any("GPU" in s and "not measured" in s for s in conclusions.further_research(frame))
+
+
+def test_headline_tables_keep_world_sizes_and_remote_stores_apart():
+    from thesislib.report import study
+
+    frame = report.add_labels(report.example_results(0))
+    ranks = frame[frame["loader"] == "numpy"].assign(world_size=2, run_id="ranks")
+    remote = frame[frame["loader"] == "hdf5"].assign(store_location="http://127.0.0.1:8000/data", run_id="remote")
+    titles = [title for title, _ in study.headline_tables(pd.concat([frame, ranks, remote], ignore_index=True))]
+    assert "model small, local, warm cache, 0 workers, world size 2" in titles
+    assert "model small, remote, warm cache, 0 workers, world size 1" in titles
+    assert "model small, local, cold cache, 0 workers, world size 1" in titles

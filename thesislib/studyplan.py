@@ -224,7 +224,7 @@ def repeat_records(rows) -> list:
     if rows is None or len(rows) == 0:
         return []
     rows = rows.assign(world_size=rows.get("world_size", 1), cache_state=rows.get("cache_state", "warm"))
-    rows = rows.fillna({"world_size": 1, "cache_state": "warm"})
+    rows = rows.fillna({"world_size": 1}).assign(cache_state=rows["cache_state"].astype(object).fillna("warm"))
     return rows.drop_duplicates(["run_id", "repeat"]).to_dict("records")
 
 

@@ -29,14 +29,23 @@ SLOWEST = {"total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", 
 
 def per_repeat(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (run_id, repeat): a torchrun repeat's ranks folded (see :data:`SLOWEST`); a ``source``
-    column says ``local`` or ``remote (cached copy)`` (rows with a cache copy); labels re-derived."""
-    frame = frame.fillna({"world_size": 1, "rank": 0, "cache_state": "warm"})
-    frame = frame.assign(source=["remote (cached copy)" if pd.notna(v) else "local"
-                                 for v in frame.get("cache_copy_s", pd.Series(math.nan, index=frame.index))])
+    column says ``local``, ``remote`` or ``remote (cached copy)`` (:func:`source_of`); labels re-derived."""
+    frame = frame.fillna({"world_size": 1, "rank": 0})
+    frame = frame.assign(cache_state=frame["cache_state"].astype(object).fillna("warm"))
+    copies = frame.get("cache_copy_s", pd.Series(math.nan, index=frame.index))
+    locations = frame.get("store_location", pd.Series("", index=frame.index)).astype(object).fillna("").astype(str)
+    frame = frame.assign(source=[source_of(copy, location) for copy, location in zip(copies, locations)])
     keys = ["run_id", "repeat", "loader", "store", "dataset"]   # example rows share run ids across methods
     how = {c: SLOWEST.get(c, "first") for c in frame.columns if c not in (*keys, "method")}
     folded = frame.groupby(keys, sort=False).agg(how).reset_index()
     return add_labels(folded)
+
+
+def source_of(copy_s, location: str) -> str:
+    """``remote (cached copy)`` (bench --cache), ``remote`` (a store at a URL) or ``local``."""
+    if pd.notna(copy_s):
+        return "remote (cached copy)"
+    return "remote" if "://" in location else "local"
 
 
 def select(frame: pd.DataFrame, **condition) -> pd.DataFrame:
