@@ -193,3 +193,11 @@ def test_headline_tables_keep_world_sizes_and_remote_stores_apart():
     assert "model small, local, warm cache, 0 workers, world size 2" in titles
     assert "model small, remote, warm cache, 0 workers, world size 1" in titles
     assert "model small, local, cold cache, 0 workers, world size 1" in titles
+
+
+def test_thesis_caption_counts_the_repeats_of_the_default_stores_only():
+    from thesislib.report import study
+
+    frame = report.add_labels(report.example_results(0))
+    extra = frame[frame["loader"] == "numpy"].assign(store="npy-float16", run_id="f16")
+    assert "over 3 repeats" in study.thesis_caption(pd.concat([frame, extra], ignore_index=True))

@@ -89,7 +89,7 @@ def thesis_table(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def thesis_caption(frame: pd.DataFrame, confidence: float = 0.95) -> str:
-    rows = select(per_repeat(frame), **THESIS_CONDITION)
+    rows = default_store_rows(select(per_repeat(frame), **THESIS_CONDITION))
     counts = rows.groupby(["loader", "dataset"]).size()
     n = f"{counts.min()}–{counts.max()}" if len(counts) and counts.min() != counts.max() else \
         f"{counts.max() if len(counts) else 0}"
@@ -108,8 +108,15 @@ def headline_tables(frame: pd.DataFrame, confidence: float = 0.95) -> list:
         condition = dict(zip(CONDITION_KEYS, values))
         title = (f"model {condition['model']}, {condition['source']}, {condition['cache_state']} cache, "
                  f"{int(condition['num_workers'])} workers, world size {int(condition['world_size'])}")
-        out.append((title, condition_table(group, confidence)))
+        out.append((title, condition_table(group.assign(method=short_labels(group)), confidence)))
     return out
+
+
+def short_labels(rows: pd.DataFrame) -> pd.Series:
+    """``loader (store)``, plus the scale where one data set was measured at several in these rows."""
+    label = rows["loader"].astype(str) + " (" + rows["store"].astype(str) + ")"
+    several = rows.groupby("dataset")["scale"].transform("nunique") > 1
+    return label.where(~several, label + " scale=" + rows["scale"].map(lambda v: f"{v:g}"))
 
 
 def condition_table(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
