@@ -16,7 +16,7 @@ The same images (the synthetic ``--dataset`` at ``--scale``, prepared under ``da
   (raw and JPEG ``.beton``), WebDataset, LitData, Mosaic Streaming (MDS), LMDB, DALI (CPU). A peer that is
   not installed, or fails, is a row "skipped: <reason>", never a number.
 
-Every case runs one epoch per round; the cases are interleaved (their order rotates every round) so that a
+Every case runs one epoch per round (the peers one more, untimed, first); the cases are interleaved (their order rotates every round) so that a
 busy machine slows all of them alike; the table gives the median and the range (min..max) of the rounds.
 The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
 ``peers.csv`` (one row per case and round), ``peers_summary.csv`` and ``peers.png``.
@@ -462,11 +462,13 @@ def selected(all_cases, only, skip) -> list:
 
 
 def set_up(case, ctx) -> None:
-    """Make the case's epoch function and run one untimed warm-up epoch (FFCV compiles its pipeline in its
-    first epoch, page caches fill), or mark the case skipped."""
+    """Make the case's epoch function (a peer's also runs one untimed warm-up epoch: FFCV compiles its
+    pipeline in its first epoch), or mark the case skipped. The stores' page cache is warm from preparing
+    them; a first, slower round shows in the range, not in the median of three."""
     try:
         case.epoch = case.make(ctx, case.workers)
-        case.epoch(0)
+        if case.group == "peer":
+            case.epoch(0)
     except Skip as exc:
         case.skipped = str(exc)
     except Exception as exc:  # a peer failing on this machine is reported, not fatal
