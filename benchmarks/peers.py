@@ -272,6 +272,18 @@ def write_lmdb(ctx, jpeg: bool) -> Path:
     return path
 
 
+LMDB_ENVIRONMENTS = {}  # LMDB allows one open environment per path and process
+
+
+def lmdb_environment(path: str):
+    import lmdb
+
+    key = (os.getpid(), path)
+    if key not in LMDB_ENVIRONMENTS:
+        LMDB_ENVIRONMENTS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False)
+    return LMDB_ENVIRONMENTS[key]
+
+
 class LmdbBatches(torch.utils.data.Dataset):
     """A batch per ``__getitem__``: one read transaction, each value copied (raw) or decoded by Pillow."""
 
@@ -279,11 +291,10 @@ class LmdbBatches(torch.utils.data.Dataset):
         self.path, self.shape, self.labels, self.jpeg, self.env = str(path), shape, labels, jpeg, None
 
     def __getitem__(self, indices):
-        import lmdb
         from PIL import Image
 
         if self.env is None:
-            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False)
+            self.env = lmdb_environment(self.path)
         out = np.empty((len(indices), *self.shape), np.uint8)
         with self.env.begin(buffers=True) as txn:
             for row, index in enumerate(indices):
