@@ -272,7 +272,13 @@ def write_lmdb(ctx, jpeg: bool) -> Path:
     return path
 
 
-LMDB_ENVIRONMENTS = {}  # LMDB allows one open environment per path and process
+LMDB_ENVIRONMENTS = {}  # LMDB allows one open environment per path and process; a forked worker inherits
+                        # the parent's record of it, so the parent closes its own before workers start
+
+
+def close_lmdb_environments() -> None:
+    for key in [key for key in LMDB_ENVIRONMENTS if key[0] == os.getpid()]:
+        LMDB_ENVIRONMENTS.pop(key).close()
 
 
 def lmdb_environment(path: str):
@@ -288,15 +294,13 @@ class LmdbBatches(torch.utils.data.Dataset):
     """A batch per ``__getitem__``: one read transaction, each value copied (raw) or decoded by Pillow."""
 
     def __init__(self, path, shape, labels, jpeg):
-        self.path, self.shape, self.labels, self.jpeg, self.env = str(path), shape, labels, jpeg, None
+        self.path, self.shape, self.labels, self.jpeg = str(path), shape, labels, jpeg
 
     def __getitem__(self, indices):
         from PIL import Image
 
-        if self.env is None:
-            self.env = lmdb_environment(self.path)
         out = np.empty((len(indices), *self.shape), np.uint8)
-        with self.env.begin(buffers=True) as txn:
+        with lmdb_environment(self.path).begin(buffers=True) as txn:
             for row, index in enumerate(indices):
                 value = txn.get(int(index).to_bytes(8, "big"))
                 if self.jpeg:
@@ -305,9 +309,6 @@ class LmdbBatches(torch.utils.data.Dataset):
                     out[row] = np.frombuffer(value, np.uint8).reshape(self.shape)
         return torch.from_numpy(out), torch.from_numpy(self.labels[indices])
 
-    def __getstate__(self):
-        return {**self.__dict__, "env": None}
-
 
 def lmdb_peer(jpeg: bool):
     def make(ctx, workers):
@@ -315,6 +316,8 @@ def lmdb_peer(jpeg: bool):
         dataset = LmdbBatches(write_lmdb(ctx, jpeg), ctx.images.shape[1:], ctx.labels, jpeg)
 
         def epoch(number):
+            if workers:
+                close_lmdb_environments()
             return count_images(torch.utils.data.DataLoader(dataset, batch_size=None,
                                                             sampler=ctx.batches(number), num_workers=workers))
         return epoch
