@@ -16,8 +16,8 @@ The same images (the synthetic ``--dataset`` at ``--scale``, prepared under ``da
   (raw and JPEG ``.beton``), WebDataset, LitData, Mosaic Streaming (MDS), LMDB, DALI (CPU). A peer that is
   not installed, or fails, is a row "skipped: <reason>", never a number.
 
-Every case runs one epoch per round (the peers one more, untimed, first); the cases are interleaved (their order rotates every round) so that a
-busy machine slows all of them alike; the table gives the median and the range (min..max) of the rounds.
+Every case runs one epoch per round (the peers one more, untimed, first); the cases are interleaved
+(their order rotates every round) so that a busy machine slows all of them alike; the table gives the median and the range (min..max) of the rounds.
 The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
 ``peers.csv`` (one row per case and round), ``peers_summary.csv`` and ``peers.png``.
 
@@ -554,7 +554,6 @@ def goals(rows, workers_list) -> list:
                           default=(None, ""))
             lines.append(ratio_line(f"slowest raw loader ({slowest[1]}) / per-sample PyTorch, {workers} workers",
                                     slowest[0], baseline, 5))
-    today_files, today_zarr = rate(rows, "thesislib files (files-jpeg)", 0), rate(rows, "thesislib zarr", 0)
     for workers in workers_list:
         lines.append(ratio_line(f"kernel files-jpeg (simplejpeg) / thesislib files today, {workers} workers",
                                 rate(rows, "kernel files-jpeg (simplejpeg)", workers),
@@ -566,7 +565,6 @@ def goals(rows, workers_list) -> list:
     slower = [row["case"] for row in rows if row["workers"] == 0 and rate(rows, row["case"], 2)
               and row["median_img_s"] and rate(rows, row["case"], 2) < row["median_img_s"]]
     lines.extend(f"  {name}: {rate(rows, name, 2) / rate(rows, name, 0):.2f}x" for name in slower)
-    del today_files, today_zarr
     return lines
 
 

@@ -3,7 +3,8 @@
 A dataset stored *contiguous*, without filters (compression, shuffle, checksums) and inside its file (not
 external) is one run of bytes at a known offset: h5py's public ``DatasetID.get_offset()`` gives it, and
 ``np.memmap`` maps it read-only. Any other layout (chunked, compressed, virtual, in a file opened through
-another driver, or open for writing: its latest bytes may not be on disk yet) returns None, and the caller reads through h5py.
+another driver, or open for writing: its latest bytes may not be on disk yet) returns None, and the caller
+reads through h5py.
 """
 
 import h5py
