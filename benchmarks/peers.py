@@ -17,8 +17,8 @@ The same images (the synthetic ``--dataset`` at ``--scale``, prepared under ``da
   not installed, or fails, is a row "skipped: <reason>", never a number.
 
 Every case runs one epoch per round (the peers one more, untimed, first); the cases are interleaved
-(their order rotates every round) so that a busy machine slows all of them alike; the table gives the median and the range (min..max) of the rounds.
-The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
+(their order rotates every round) so that a busy machine slows all of them alike; the table gives the
+median and the range (min..max) of the rounds. The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
 ``peers.csv`` (one row per case and round), ``peers_summary.csv`` and ``peers.png``.
 
 Workers: thesislib's loaders and PyTorch use worker processes; the kernel rows use background threads
