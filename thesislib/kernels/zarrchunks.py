@@ -7,6 +7,12 @@ the chunk files are named by the array's own public ``metadata.encode_chunk_key`
 Zstd (the codec zarr itself calls), several threads at once, straight into the batch buffer. A chunk
 that was never written holds the array's fill value, as the Zarr specification says. Any other layout
 returns None from :func:`chunk_plan`, and the caller reads through zarr.
+
+Why this plan and not the others of the performance issue (``benchmarks/zarr_layouts.py`` measures all of
+them on the same shuffled batches and prints the ratios): raising zarr's ``async.concurrency`` leaves its
+per-chunk Python cost in place; several samples per chunk with a read plan over the sorted indices still
+decodes a whole chunk for each of the batch's samples, because a shuffled batch rarely holds two samples of
+one chunk, so it reads more bytes for the same pixels the larger the chunks grow.
 """
 
 from dataclasses import dataclass
