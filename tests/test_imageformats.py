@@ -304,7 +304,21 @@ def test_size_figure_hatches_the_thesis_jpeg_2000_bars_and_says_why(table):
     assert hatched == [name for name in THESIS_NAMES if name.startswith("JPEG 2000")]
     assert not any(bar.get_hatch() for bar in ax.containers[0])           # ours are 8-bit: not hatched
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert any("JPEG 2000: probably 16-bit" in label for label in labels)
+    assert any("JPEG 2000: listed as 8-bit, probably 16-bit" in label for label in labels)
+
+
+def test_compared_view_lists_jpeg_2000_as_8_bit_beside_the_thesis_sizes_in_mb(table):
+    view = imageformats.compared_view(table)
+    assert (view.loc[[n for n in THESIS_NAMES if n.startswith("JPEG 2000")], "bits"] == 8).all()
+    assert view.loc["BMP 8 bit", "thesis_mb"] == 172 and view.loc["JPEG 2000 lossless", "thesis_mb"] == 191
+    assert view["thesis_mb"].notna().all()
+
+
+def test_format_properties_list_the_thesis_bit_depths_of_the_six_formats():
+    depths = imageformats.format_properties()["thesis: bits per channel"]
+    assert depths.to_dict() == {"BMP": "8", "PNG": "1, 2, 4, 8, 16", "TIFF": "8, 16", "JPEG": "8",
+                                "JPEG 2000": "8", "WebP": "8"}
+    assert set(depths.index) == {row.format for row in imageformats.ROWS}
 
 
 def test_webp_effort_compares_methods_on_a_centre_crop(crop):

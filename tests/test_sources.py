@@ -15,23 +15,7 @@ from thesislib.sources import load_source
 from thesislib.sources.synthetic import generate_split
 from thesislib.datasets import get_dataset
 
-
-def write_cifar10_archive(path, per_batch=6, seed=0):
-    """A small archive in the official CIFAR-10 python format (five train batches and a test batch)."""
-    rng = np.random.default_rng(seed)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    files = {"batches.meta": {"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        files[name] = {"batch_label": name, "labels": rng.integers(0, 10, per_batch).tolist(),
-                       "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                       "filenames": [f"img_{i}.png" for i in range(per_batch)]}
-    with tarfile.open(path, "w:gz") as archive:
-        for name, content in files.items():
-            raw = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(raw)
-            archive.addfile(info, io.BytesIO(raw))
-    return path
+from official_sources import cifar10_contents, write_cifar10_archive, write_tinyimagenet_zip
 
 
 def torchvision_cifar10(root, train, monkeypatch):
@@ -55,6 +39,15 @@ def test_cifar10_archive_matches_torchvision_reader(tmp_path, monkeypatch):
     np.testing.assert_array_equal(extracted.splits["train"][0], data.splits["train"][0])
 
 
+def test_cifar10_batches_resaved_by_python3_protocol_2_are_read_too(tmp_path):
+    contents = cifar10_contents()
+    official = load_source("cifar10", write_cifar10_archive(tmp_path / "official.tar.gz", contents))
+    resaved = write_cifar10_archive(tmp_path / "resaved.tar.gz", contents, dump=lambda c: pickle.dumps(c, 2))
+    data = load_source("cifar10", resaved)
+    assert data.classes == official.classes
+    np.testing.assert_array_equal(data.splits["train"][0], official.splits["train"][0])
+
+
 def test_truncated_cifar10_archive_is_a_clear_error(tmp_path):
     archive = write_cifar10_archive(tmp_path / "cifar-10-python.tar.gz")
     raw = archive.read_bytes()
@@ -66,30 +59,6 @@ def test_truncated_cifar10_archive_is_a_clear_error(tmp_path):
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(ThesisError, match="does not exist.*cifar-10-python.tar.gz"):
         load_source("cifar10", tmp_path / "nope.tar.gz")
-
-
-def write_tinyimagenet_zip(path, per_class=3, val=4):
-    """A small archive in the official Tiny ImageNet layout, one grayscale JPEG among them."""
-    rng = np.random.default_rng(1)
-    wnids = ["n02", "n01", "n03"]
-    pixels = {}
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("tiny-imagenet-200/wnids.txt", "\n".join(wnids) + "\n")
-        for wnid in wnids:
-            for k in range(per_class):
-                name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_{k}.JPEG"
-                pixels[name] = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        lines = []
-        for k in range(val):
-            name = f"tiny-imagenet-200/val/images/val_{k}.JPEG"
-            pixels[name] = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            lines.append(f"val_{k}.JPEG\t{wnids[k % 3]}\t0\t0\t63\t63")
-        archive.writestr("tiny-imagenet-200/val/val_annotations.txt", "\n".join(lines) + "\n")
-        for i, (name, image) in enumerate(pixels.items()):
-            buffer = io.BytesIO()
-            (Image.fromarray(image).convert("L") if i == 0 else Image.fromarray(image)).save(buffer, "JPEG")
-            archive.writestr(name, buffer.getvalue())
-    return path
 
 
 def test_tinyimagenet_zip_is_read_with_sorted_wnids_and_val_annotations(tmp_path):

@@ -40,6 +40,10 @@ def probabilities(rng, shape):
 ACTIVATIONS = [
     (theory.sigmoid, theory.sigmoid_grad, torch.sigmoid),
     (theory.relu, theory.relu_grad, torch.relu),
+    (theory.tanh, theory.tanh_grad, torch.tanh),
+    (theory.leaky_relu, theory.leaky_relu_grad, F.leaky_relu),
+    (lambda x: theory.leaky_relu(x, 0.2), lambda x: theory.leaky_relu_grad(x, 0.2),
+     lambda x: F.leaky_relu(x, 0.2)),
     (theory.elu, theory.elu_grad, F.elu),
     (lambda x: theory.elu(x, alpha=0.3), lambda x: theory.elu_grad(x, alpha=0.3),
      lambda x: F.elu(x, alpha=0.3)),
@@ -58,6 +62,11 @@ def test_activation_and_its_derivative_equal_torch_autograd(seed, ours, our_grad
 def test_sigmoid_of_the_thesis_example():
     values = theory.sigmoid([35.4, 10.1, -4.2, 0])
     np.testing.assert_allclose(values, [1.0, 0.9999589, 0.0147740, 0.5], atol=1e-7)
+
+
+def test_thesis_first_sigmoid_value_is_sigmoid_of_31_4_not_35_4():
+    assert f"{theory.sigmoid(31.4)[()]:.15f}" == "0.999999999999977"
+    assert f"{theory.sigmoid(35.4)[()]:.15f}" == "1.000000000000000"
 
 
 def test_sigmoid_does_not_overflow_far_from_zero():
@@ -179,11 +188,51 @@ def test_model_gradients_equal_torch_autograd(seed, model):
     w, b = rng.normal(size=2)
     torch_predict = {"bias": lambda x, w, b: b + 0 * x, "weight": lambda x, w, b: w * x,
                      "linear": lambda x, w, b: w * x + b, "sigmoid": lambda x, w, b: torch.sigmoid(w * x + b),
-                     "cubic": lambda x, w, b: (w * x + b) ** 3}[model]
+                     "cubic": lambda x, w, b: b + w * x ** 3}[model]
     torch_loss = lambda x, w, b: F.mse_loss(torch_predict(x, w, b), tensor(y))  # noqa: E731
     value, (_, grad_w, grad_b) = autograd(torch_loss, x, w, b)
     close(theory.mse(theory.model_predict(model, x, w, b), y), value)
     close(theory.model_grads(model, x, y, w, b), [grad_w, grad_b])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cubic_model_is_b_plus_w_x_cubed_and_its_gradients_equal_autograd_to_1e_6(seed):
+    rng = rng_for(seed)
+    x, y = rng.uniform(-2, 2, size=15), rng.normal(size=15)
+    w, b = rng.normal(size=2)
+    np.testing.assert_allclose(theory.model_predict("cubic", x, w, b), b + w * x ** 3, rtol=0, atol=1e-12)
+    value, (grad_x, grad_w, grad_b) = autograd(lambda x, w, b: b + w * x ** 3, x, w, b)
+    np.testing.assert_allclose(theory.model_partials("cubic", x, w, b), [x ** 3, np.ones(15)], atol=1e-12)
+    np.testing.assert_allclose(grad_x, 3 * w * x ** 2, rtol=0, atol=1e-6)   # the thesis's ∂ŷ/∂x = 3·W·x²
+    _, (_, loss_w, loss_b) = autograd(lambda x, w, b: F.mse_loss(b + w * x ** 3, tensor(y)), x, w, b)
+    np.testing.assert_allclose(theory.model_grads("cubic", x, y, w, b), [loss_w, loss_b], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cubic_loss_surface_is_convex_with_the_same_hessian_everywhere(seed):
+    rng = rng_for(seed)
+    x, y = rng.uniform(-1, 1, size=30), rng.normal(size=30)
+    expected = 2 * np.array([[np.mean(x ** 6), np.mean(x ** 3)], [np.mean(x ** 3), 1.0]])
+    for w, b in rng.normal(scale=3, size=(4, 2)):
+        hessian = theory.loss_hessian("cubic", x, y, w, b)
+        np.testing.assert_allclose(hessian, expected, rtol=0, atol=1e-6)
+        assert np.all(np.linalg.eigvalsh(hessian) > 0)
+
+
+@pytest.mark.parametrize("model", theory.LINEAR_IN_PARAMETERS)
+def test_least_squares_is_where_gradient_descent_ends_for_models_linear_in_w_and_b(model):
+    rng = rng_for(0)
+    x = rng.uniform(-1, 1, size=25)
+    y = 0.7 * x ** 3 + 0.4 * x - 0.2 + rng.normal(scale=0.1, size=25)
+    w, b = theory.least_squares(model, x, y)
+    fit = theory.fit_sgd(model, x, y, lr=0.4, steps=20000)
+    assert (fit["w"], fit["b"]) == pytest.approx((w, b), abs=1e-8)
+    np.testing.assert_allclose(theory.model_grads(model, x, y, w, b), [0, 0], atol=1e-12)
+
+
+def test_least_squares_refuses_the_sigmoid_model():
+    with pytest.raises(ValueError, match="fit it with fit_sgd"):
+        theory.least_squares("sigmoid", [0.0, 1.0], [0.0, 1.0])
 
 
 @pytest.mark.parametrize("data, mean", [([1, 1, 2, 2, 3, 3], 2.0), ([2, 2, 3, 3, 4, 4], 3.0)])
@@ -333,6 +382,13 @@ def test_confusion_matrix_counts_true_rows_against_predicted_columns():
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
 
 
+def test_binary_confusion_matrix_is_the_thesis_layout_tp_fn_over_fp_tn():
+    y_true, y_pred = [1, 1, 1, 0, 0, 0, 0, 1, 1], [1, 1, 0, 0, 0, 1, 0, 1, 0]  # TP 3, FN 2, FP 1, TN 3
+    np.testing.assert_array_equal(theory.binary_confusion_matrix(y_true, y_pred), [[3, 2], [1, 3]])
+    np.testing.assert_array_equal(theory.confusion_matrix(y_true, y_pred), [[3, 1], [2, 3]])
+    np.testing.assert_array_equal(theory.binary_confusion_matrix(y_true, y_pred, pos_label=0), [[3, 1], [2, 3]])
+
+
 def test_binary_metrics_of_a_small_example():
     y_true, y_pred = [1, 1, 1, 0, 0, 0, 0, 1], [1, 1, 0, 0, 0, 1, 0, 1]  # TP 3, FN 1, FP 1, TN 3
     assert theory.accuracy(y_true, y_pred) == 0.75
@@ -385,6 +441,7 @@ def test_macro_average_is_the_mean_of_one_class_against_the_rest(seed):
     (lambda: theory.confusion_matrix([0, 3], [0, 1], labels=[0, 1]), "miss classes"),
     (lambda: theory.min_max_scaler([[1.0], [1.0]]), "constant feature"),
     (lambda: theory.model_predict("quartic", [1.0], 1, 0), "model must be one of"),
+    (lambda: theory.binary_confusion_matrix([0, 1, 2], [0, 1, 2]), "use confusion_matrix"),
     (lambda: theory.descend(lambda w: w, [1.0], 3, 0.1, method="adam"), "method must be"),
     (lambda: theory.train_linear_regression(np.ones((4, 2)), np.ones(3), 0.1, 2, 1), r"x has shape \(4, 2\)"),
     (lambda: theory.train_linear_regression(np.ones(4), np.ones(4), 0.1, 0, 1), "batch_size must be"),

@@ -56,9 +56,21 @@ BMP_HEADER_BYTES = 54        # 14-byte file header + 40-byte BITMAPINFOHEADER
 MIN_SIDE = 8                 # SSIM's 7x7 window needs at least this many pixels a side
 NATIVE_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L")   # Pillow modes read as they are
 WIDE_MODES = {"I": "32-bit integers", "F": "32-bit floats"}           # read only when their values fit
-# The thesis's JPEG 2000 files were most likely 16-bit: its lossless one (191 MB) is larger than its 8-bit
-# BMP (172 MB), which lossless JPEG 2000 of an 8-bit photograph never is. Ours are 8-bit.
+# The thesis's table lists its JPEG 2000 files as 8-bit (as ROWS does), but they were most likely 16-bit: its
+# lossless one (191 MB) is larger than its 8-bit BMP (172 MB), which lossless JPEG 2000 of an 8-bit photograph
+# never is. Ours are 8-bit.
 THESIS_16_BIT_FORMATS = ("JPEG 2000",)
+
+# What each format is and the bit depths it allows: per channel as the thesis lists them, and what the format's
+# specification allows beyond that. All six are raster formats (a grid of pixels), none is vector.
+FORMAT_PROPERTIES = (
+    ("BMP", "lossless (uncompressed; RLE for palettes)", "8", "1, 4, 8 bits per pixel with a palette; 16, 24, 32"),
+    ("PNG", "lossless (Deflate)", "1, 2, 4, 8, 16", "1, 2, 4 only for grey and palette images"),
+    ("TIFF", "lossless (none, LZW, ZIP) or lossy (JPEG inside)", "8, 16", "1 to 64 bits per sample, floats too"),
+    ("JPEG", "lossy (DCT)", "8", "12 in the rarely supported extended mode"),
+    ("JPEG 2000", "lossless (5/3 wavelet) or lossy (9/7)", "8", "1 to 38 bits per component"),
+    ("WebP", "lossless (VP8L) or lossy (VP8, always 4:2:0)", "8", "8 only"),
+)
 WEBP_EFFORT_SIDE = 512       # side of the centre crop on which webp_lossless_effort compares methods
 
 
@@ -280,6 +292,12 @@ ROWS = (
 ROW_NAMES = tuple(row.name for row in ROWS)
 
 
+def format_properties() -> pd.DataFrame:
+    """The six formats: compression, the bit depths per channel the thesis lists, what the format also allows."""
+    return pd.DataFrame(FORMAT_PROPERTIES, columns=["format", "compression", "thesis: bits per channel",
+                                                    "the format also allows"]).set_index("format")
+
+
 def settings_table() -> pd.DataFrame:
     """What each row's setting means here: the library and its parameters."""
     return pd.DataFrame([{"name": r.name, "bits": r.bits, "lossless": r.lossless, "library": r.library,
@@ -469,7 +487,8 @@ def _hatch_thesis_16_bit(bars, formats) -> list:
     hatched = [bar for bar, fmt in zip(bars, formats) if fmt in THESIS_16_BIT_FORMATS]
     for bar in hatched:
         bar.set(hatch="///", edgecolor="white")
-    label = f"thesis, {' and '.join(THESIS_16_BIT_FORMATS)}: probably 16-bit (ours: 8-bit)"
+    label = (f"thesis, {' and '.join(THESIS_16_BIT_FORMATS)}: listed as 8-bit, probably 16-bit by its sizes "
+             "(ours: 8-bit)")
     return [Patch(facecolor=bar.get_facecolor(), edgecolor="white", hatch="///", label=label)
             for bar in hatched[:1]]
 
@@ -504,13 +523,17 @@ def _save_figure(fig, path):
 # ---------------------------------------------------------------------------------------------- output
 TERMINAL_COLUMNS = {"bytes": "{:,.0f}", "ratio_to_bmp": "{:.3f}", "bits_per_pixel": "{:.2f}",
                     "encode_s": "{:.3f}", "decode_s": "{:.3f}", "psnr_db": "{:.2f}", "ssim": "{:.4f}",
-                    "exact": "{}", "thesis_ratio_to_bmp": "{:.3f}"}
+                    "exact": "{}", "thesis_mb": "{:g}", "thesis_ratio_to_bmp": "{:.3f}"}
 
 
 def compared_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The table without timings, rounded: what stays the same between runs for given library versions."""
+    """The table without timings, rounded: what stays the same between runs for given library versions.
+
+    ``bits`` is each row's bit depth as the thesis's table lists it (JPEG 2000 too: 8); ``thesis_mb`` is the
+    thesis's own file size (its 9504x6336 photograph, Photoshop 23.4.1), comparable with ours only as a ratio.
+    """
     view = table[["bits", "setting", "bytes", "ratio_to_bmp", "bits_per_pixel", "psnr_db", "ssim",
-                  "exact", "thesis_ratio_to_bmp"]].copy()
+                  "exact", "thesis_mb", "thesis_ratio_to_bmp"]].copy()
     return view.round({"ratio_to_bmp": 4, "bits_per_pixel": 3, "psnr_db": 2, "ssim": 4,
                        "thesis_ratio_to_bmp": 4})
 

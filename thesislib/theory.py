@@ -11,6 +11,7 @@ the same functions on random inputs. Conventions, so that anyone can call them:
 - layers follow ``torch.nn.Linear``: ``y = x Wᵀ + b``;
 - ``sgd_step(w, grad, lr) -> w``; ``rmsprop_step(w, grad, state, lr, beta, eps) -> (w, state)``, with
   ``state=None`` at the first step, matching ``torch.optim.RMSprop(lr, alpha=beta, eps=eps)``;
+- the one-input models (``MODELS``) are fitted on MSE; ``cubic`` is the thesis's b + w·x³, linear in w, b;
 - metrics take ``(y_true, y_pred)`` label arrays; ``average="binary"`` scores ``pos_label``,
   ``average="macro"`` is the unweighted mean over classes; 0/0 counts as 0.
 """
@@ -135,6 +136,27 @@ def elu_grad(x, alpha=1.0):
     """ELU′(x) = 1 for x > 0, α·eˣ otherwise."""
     x = _array(x, "x")
     return np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
+
+
+def tanh(x):
+    """tanh(x) = (eˣ − e⁻ˣ) / (eˣ + e⁻ˣ) = 2σ(2x) − 1."""
+    return np.tanh(_array(x, "x"))
+
+
+def tanh_grad(x):
+    """tanh′(x) = 1 − tanh²(x)."""
+    return 1 - tanh(x) ** 2
+
+
+def leaky_relu(x, slope=0.01):
+    """LeakyReLU(x) = x for x > 0, slope·x otherwise (torch's default slope 0.01)."""
+    x = _array(x, "x")
+    return np.where(x > 0, x, slope * x)
+
+
+def leaky_relu_grad(x, slope=0.01):
+    """LeakyReLU′(x) = 1 for x > 0, slope otherwise (slope at x = 0, as torch takes it)."""
+    return np.where(_array(x, "x") > 0, 1.0, slope)
 
 
 def softmax(z):
@@ -294,7 +316,7 @@ _PREDICT = {
     "weight": lambda x, w, b: w * x,
     "linear": lambda x, w, b: w * x + b,
     "sigmoid": lambda x, w, b: sigmoid(w * x + b),
-    "cubic": lambda x, w, b: (w * x + b) ** 3,
+    "cubic": lambda x, w, b: b + w * x ** 3,
 }
 
 _PARTIALS = {
@@ -302,17 +324,24 @@ _PARTIALS = {
     "weight": lambda x, w, b: (x, 0 * x),
     "linear": lambda x, w, b: (x, 1 + 0 * x),
     "sigmoid": lambda x, w, b: (sigmoid_grad(w * x + b) * x, sigmoid_grad(w * x + b)),
-    "cubic": lambda x, w, b: (3 * (w * x + b) ** 2 * x, 3 * (w * x + b) ** 2),
+    "cubic": lambda x, w, b: (x ** 3, 1 + 0 * x),
 }
+
+# Models whose prediction is linear in (w, b): y′ = w·φ(x) + b·c, so their MSE is a convex quadratic.
+LINEAR_IN_PARAMETERS = ("bias", "weight", "linear", "cubic")
 
 
 def model_predict(model, x, w, b):
-    """y′ of a one-input model: bias b, weight w·x, linear w·x + b, sigmoid σ(w·x + b), cubic (w·x + b)³."""
+    """y′ of a one-input model: bias b, weight w·x, linear w·x + b, sigmoid σ(w·x + b), cubic b + w·x³.
+
+    The cubic model is the thesis's "b + W·x³ without an activation function": linear in w and b, with x³
+    in place of x (so ∂y′/∂x = 3·w·x²).
+    """
     return _PREDICT[_check_model(model)](_array(x, "x"), float(w), float(b))
 
 
 def model_partials(model, x, w, b):
-    """(∂y′/∂w, ∂y′/∂b) of ``model_predict`` at every x: sigmoid σ′(z)·(x, 1), cubic 3z²·(x, 1), z = w·x + b."""
+    """(∂y′/∂w, ∂y′/∂b) of ``model_predict`` at every x: sigmoid σ′(z)·(x, 1), z = w·x + b; cubic (x³, 1)."""
     return _PARTIALS[_check_model(model)](_array(x, "x"), float(w), float(b))
 
 
@@ -337,6 +366,31 @@ def fit_sgd(model, x, y, w=0.0, b=0.0, lr=0.1, steps=100):
 def loss_surface(model, x, y, ws, bs):
     """MSE of ``model`` on a grid: L[i, j] is the loss at w = ws[j], b = bs[i]."""
     return np.array([[mse(model_predict(model, x, w, b), y) for w in ws] for b in bs])
+
+
+def loss_hessian(model, x, y, w, b, h=1e-5):
+    """The 2×2 Hessian of the MSE of ``model`` in (w, b), by central differences of ``model_grads``."""
+    point = np.array([w, b], dtype=np.float64)
+    return np.array([(np.array(model_grads(model, x, y, *(point + d)))
+                      - np.array(model_grads(model, x, y, *(point - d)))) / (2 * h)
+                     for d in np.eye(2) * h])
+
+
+def least_squares(model, x, y):
+    """The exact minimum (w, b) of the MSE of a model linear in its parameters (``LINEAR_IN_PARAMETERS``).
+
+    The normal equations of y′ = w·φ(x) + b·c, solved by ``np.linalg.lstsq``; the parameter a model lacks
+    (b of ``weight``, w of ``bias``) is 0.
+    """
+    if _check_model(model) not in LINEAR_IN_PARAMETERS:
+        raise ValueError(f"least_squares needs a model linear in w and b ({', '.join(LINEAR_IN_PARAMETERS)}); "
+                         f"got {model!r}: fit it with fit_sgd")
+    x, y = _pair(x, y, ("x", "y"))
+    features = np.column_stack(model_partials(model, x, 0.0, 0.0))
+    used = np.any(features != 0, axis=0)
+    solution = np.zeros(2)
+    solution[used] = np.linalg.lstsq(features[:, used], y, rcond=None)[0]
+    return float(solution[0]), float(solution[1])
 
 
 # --- mini-batch training (the hyperparameters' playground) ------------------------------------------
@@ -419,6 +473,20 @@ def confusion_matrix(y_true, y_pred, labels=None):
     matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(matrix, ([index[v] for v in t.tolist()], [index[v] for v in p.tolist()]), 1)
     return matrix
+
+
+def binary_confusion_matrix(y_true, y_pred, pos_label=1):
+    """The thesis's layout: truth in rows, guess in columns, the positive class first: [[TP, FN], [FP, TN]].
+
+    (``confusion_matrix`` sorts the classes, as scikit-learn does, which gives [[TN, FP], [FN, TP]] for 0/1.)
+    """
+    t, p = _labels(y_true, y_pred)
+    others = [c for c in np.union1d(t, p).tolist() if c != pos_label]
+    if len(others) > 1:
+        raise ValueError(f"binary_confusion_matrix needs two classes including pos_label={pos_label!r}; got "
+                         f"classes {np.union1d(t, p).tolist()}: use confusion_matrix for several classes")
+    negative = others[0] if others else (0 if pos_label != 0 else 1)
+    return confusion_matrix(t, p, labels=[pos_label, negative])
 
 
 def accuracy(y_true, y_pred):
