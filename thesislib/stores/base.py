@@ -95,6 +95,7 @@ class Reader:
         self.split = split
         self.shape = tuple(store.shape(split))
         self.dtype = store.dtype
+        self.num_classes = len(store.classes)
         self.handle = None
 
     def open(self):
@@ -113,6 +114,13 @@ class Reader:
         """Open and close once, so that a missing or damaged file is named when a loader is made."""
         self.handle = self.open()
         self.close()
+
+    def checked_labels(self, path, labels):
+        """``labels`` if each is a class of the store; else a ThesisError naming ``path`` (see
+        :func:`thesislib.stores.integrity.check_labels`)."""
+        from thesislib.stores.integrity import check_labels
+
+        return check_labels(path, labels, self.num_classes)
 
     def close(self) -> None:
         handle, self.handle = self.handle, None

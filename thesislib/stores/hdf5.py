@@ -95,7 +95,12 @@ class Hdf5Reader(Reader):
         self.file = self.path / FILE
 
     def open(self):
-        return open_split(self.file, self.split, self.shape)
+        file, images, labels = open_split(self.file, self.split, self.shape)
+        try:
+            return file, images, self.checked_labels(f"{self.file}:/{self.split}/labels", labels)
+        except ThesisError:
+            file.close()
+            raise
 
     def read_from(self, handle, indices):
         _, images, labels = handle

@@ -12,7 +12,6 @@ index.
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.manifest import read_manifest
+from thesislib.stores.pool import encoding_pool, map_ordered
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ def write_files(store_dir: Path, split: str, images, labels, classes, codec: str
         (store_dir / split / class_folder(label, name)).mkdir(parents=True, exist_ok=True)
     tasks = ((paths[i:i + CHUNK], images[i:i + CHUNK], codec) for i in range(0, len(paths), CHUNK))
     total = hashlib.sha256()
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for digests in pool.map(_write_chunk, tasks):
+    with encoding_pool() as pool:  # Ctrl-C: workers ignore it, the parent cancels (see stores/pool.py)
+        for digests in map_ordered(pool, _write_chunk, tasks):
             total.update(b"".join(digests))
             if progress is not None:
                 progress.update(len(digests))
@@ -122,14 +123,47 @@ def sample_index(file_name: str):
     return int(stem) if stem.isdigit() else None
 
 
-def list_files(store_dir, split: str) -> tuple:
-    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders."""
+def is_hidden(name: str) -> bool:
+    """Hidden entries (``.ipynb_checkpoints``, ``.DS_Store``) are not part of a store: tools make them."""
+    return name.startswith(".")
+
+
+def class_labels(store_dir, split: str, classes) -> dict:
+    """{class folder name: label} of a split, from the manifest's ``classes`` (folder
+    ``<label:03d>_<class>``), never from the sorted folder names; hidden entries are ignored. A ThesisError
+    names a folder the manifest does not know, or a class folder that is missing."""
     root = Path(store_dir) / split
     if not root.is_dir():
         raise ThesisError(f"{root} is missing: delete {store_dir} and run `python -m thesislib prepare` again")
+    expected = {class_folder(label, name): label for label, name in enumerate(classes)}
+    for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
+        if not is_hidden(entry.name) and entry.name not in expected:
+            raise ThesisError(f"{entry.path} is not a class folder of the store's manifest (expected "
+                              f"<label:03d>_<class>, e.g. {next(iter(expected))}): a store holds only what "
+                              f"prepare wrote; remove it, or delete {store_dir} and run `python -m thesislib "
+                              "prepare` again")
+    for name in expected:
+        if not (root / name).is_dir():
+            raise ThesisError(f"{root / name} (class {expected[name]} of the manifest) is missing: delete "
+                              f"{store_dir} and run `python -m thesislib prepare` again")
+    return expected
+
+
+def list_files(store_dir, split: str, classes=None) -> tuple:
+    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders; the
+    label of a folder is the manifest's (``classes``; None: read from the store's manifest), see
+    :func:`class_labels`."""
+    root = Path(store_dir) / split
+    if classes is None:
+        classes = read_manifest(store_dir)["classes"]
     found = {}
-    for label, folder in enumerate(sorted(entry.name for entry in os.scandir(root) if entry.is_dir())):
+    for folder, label in class_labels(store_dir, split, classes).items():
         for entry in os.scandir(root / folder):
+            if is_hidden(entry.name):
+                continue
+            if not entry.is_file():
+                raise ThesisError(f"{entry.path} is not a regular file (a FIFO or device would block the "
+                                  f"reader): remove it, or delete {store_dir} and run prepare again")
             index = sample_index(entry.name)
             if index is None or index in found:
                 what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
@@ -170,7 +204,7 @@ class FilesReader(Reader):
 
     def __init__(self, store, split):
         super().__init__(store, split)
-        self.paths, self.labels = list_files(store.path, split)
+        self.paths, self.labels = list_files(store.path, split, store.classes)
         check_count(store.path / split, len(self.paths), self.shape[0])
 
     def open(self):

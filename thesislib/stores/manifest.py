@@ -62,6 +62,9 @@ def read_manifest(store_dir: Path, dataset: str = None, store: str = None) -> di
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ThesisError(f"{path} is unreadable ({exc}): delete {store_dir} and run prepare again") from exc
+    if not isinstance(manifest, dict):
+        raise ThesisError(f"{path} holds a JSON {type(manifest).__name__}, not an object: delete {store_dir} "
+                          "and run prepare again")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ThesisError(f"{path} has format version {manifest.get('format_version')}, this thesislib reads "
                           f"{FORMAT_VERSION}: run prepare again with --force")

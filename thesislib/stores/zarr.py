@@ -23,6 +23,7 @@ import numpy as np
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
 from thesislib.stores.hdf5 import check_split
+from thesislib.stores.integrity import missing_listed_files
 
 KIND = "zarr"
 STORES = [StoreSpec("zarr", KIND, "uint8")]
@@ -93,9 +94,18 @@ class ZarrReader(Reader):
     def __init__(self, store, split):
         super().__init__(store, split)
         self.folder = self.path / FOLDER
+        # every chunk file the manifest lists must be there: zarr reads a missing chunk as zeros
+        self.absent = missing_listed_files(store, f"{FOLDER}/{split}/")
 
     def open(self):
-        return open_split(self.folder, self.split, self.shape)
+        images, labels = open_split(self.folder, self.split, self.shape)
+        return images, self.checked_labels(self.folder / self.split / "labels", labels)
+
+    def check(self) -> None:
+        """Also: a chunk file that the manifest lists is missing (after the arrays' shapes are checked)."""
+        super().check()
+        if self.absent is not None:
+            raise self.absent
 
     def read_from(self, handle, indices):
         import zarr
