@@ -48,7 +48,8 @@ KIND = "files"
 STORES = [StoreSpec(f"files-{name}", KIND, "uint8", name, codec.lossless) for name, codec in CODECS.items()]
 LOADER = "files"
 SAMPLE_FILES = True  # one file per sample: the statistics report file sizes
-CHUNK = 256  # images per task handed to a worker process
+CHUNK = 256  # images per task handed to a worker process, at most
+CHUNK_BYTES = 4 << 20  # pixels per task, at most: Ctrl-C waits for the running tasks only (stores/pool.py)
 
 
 def class_folder(label: int, name: str) -> str:
@@ -107,7 +108,8 @@ def write_files(store_dir: Path, split: str, images, labels, classes, codec: str
     paths = file_paths(store_dir, split, labels, classes, codec)
     for label, name in enumerate(classes):
         (store_dir / split / class_folder(label, name)).mkdir(parents=True, exist_ok=True)
-    tasks = ((paths[i:i + CHUNK], images[i:i + CHUNK], codec) for i in range(0, len(paths), CHUNK))
+    step = chunk_size(images)
+    tasks = ((paths[i:i + step], images[i:i + step], codec) for i in range(0, len(paths), step))
     total = hashlib.sha256()
     with encoding_pool() as pool:  # Ctrl-C: workers ignore it, the parent cancels (see stores/pool.py)
         for digests in map_ordered(pool, _write_chunk, tasks):
@@ -115,6 +117,11 @@ def write_files(store_dir: Path, split: str, images, labels, classes, codec: str
             if progress is not None:
                 progress.update(len(digests))
     return total.hexdigest()
+
+
+def chunk_size(images) -> int:
+    """Images per encoding task: :data:`CHUNK`, fewer for large images (at most :data:`CHUNK_BYTES`)."""
+    return max(1, min(CHUNK, CHUNK_BYTES // max(1, int(np.prod(images.shape[1:])))))
 
 
 def sample_index(file_name: str):

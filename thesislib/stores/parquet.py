@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from thesislib.stores.base import Reader, StoreSpec, damaged
-from thesislib.stores.imagefiles import encode
+from thesislib.stores.imagefiles import chunk_size, encode
 from thesislib.stores.pool import encoding_pool, map_ordered
 
 KIND = "parquet"
@@ -60,7 +60,8 @@ def write_split(store_dir: Path, spec, split: str, images, labels, classes, prog
             encoding_pool() as pool:
         for start in range(0, len(images), ROW_GROUP):
             stop = min(start + ROW_GROUP, len(images))
-            chunks = [images[i:min(i + ENCODE_CHUNK, stop)] for i in range(start, stop, ENCODE_CHUNK)]
+            step = min(ENCODE_CHUNK, chunk_size(images))
+            chunks = [images[i:min(i + step, stop)] for i in range(start, stop, step)]
             encoded = [data for part in map_ordered(pool, encode_png, chunks) for data in part]
             image = pa.StructArray.from_arrays(
                 [pa.array(encoded, pa.binary()), pa.array([f"{i:06d}.png" for i in range(start, stop)])],

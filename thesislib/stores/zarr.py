@@ -44,17 +44,36 @@ def write_split(store_dir: Path, spec, split: str, images, labels, classes=None,
     import zarr
     from zarr.codecs import ZstdCodec
 
-    group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
-    out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
-                             chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
-                             compressors=ZstdCodec(level=1))
-    for start in range(0, len(images), SLICE):
-        block = np.asarray(images[start:start + SLICE])
-        out[start:start + len(block)] = block
-        if progress is not None:
-            progress.update(len(block))
-    group.create_array(f"{split}/labels", data=np.asarray(labels, dtype=np.int64))
+    try:
+        group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
+        out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
+                                 chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
+                                 compressors=ZstdCodec(level=1))
+        for start in range(0, len(images), SLICE):
+            block = np.asarray(images[start:start + SLICE])
+            out[start:start + len(block)] = block
+            if progress is not None:
+                progress.update(len(block))
+        group.create_array(f"{split}/labels", data=np.asarray(labels, dtype=np.int64))
+    except BaseException:
+        finish_pending_writes()
+        raise
     return {}
+
+
+def finish_pending_writes() -> None:
+    """Wait for the chunk writes still running in zarr's event loop after one of them failed (a full disk):
+    zarr's gather does not cancel the others, so they would go on writing into the folder ``prepare``
+    removes, and print "Task was destroyed but it is pending!" lines when the interpreter exits."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def the_others():
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+
+    sync(the_others())
 
 
 def data_files(store_dir) -> list:
