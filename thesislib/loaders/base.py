@@ -155,7 +155,7 @@ class ReaderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, indices):
         images, labels = self.reader.read(indices)
-        return torch.from_numpy(images), torch.from_numpy(labels)  # wrapped, not copied
+        return torch.as_tensor(images), torch.as_tensor(labels)  # arrays are wrapped, not copied
 
     def close(self) -> None:
         self.reader.close()
