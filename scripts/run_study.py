@@ -6,6 +6,7 @@ Steps: record the environment; prepare every dataset in the stores the runnable 
 `notebooks/` (the executed notebooks), `results.csv` (+ `results.csv.env.jsonl`), `figures/` (tables and
 figures), `environment.json`, `skipped.md` (loaders that cannot run here, with the reason) and `summary.md`.
 The profile's `cold` loaders also run with a cold page cache (bench --cold) when 04 takes a `cold` parameter.
+The fast loaders (:data:`RANKS`) also run on cifar10 with 2 ranks on the CPU (torchrun, gloo).
 Stores go to the profile's data folder (quick: `data/quick/`), so the two profiles never rebuild each other's.
 
     python scripts/run_study.py [--profile quick|thesis] [--loaders a,b] [--datasets a,b]
@@ -15,6 +16,7 @@ Exit status: 0 when every step ran, 1 when a step failed (the summary names it),
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -131,6 +133,26 @@ def benchmark(study: Study, dataset: str, loader: str, cold: bool) -> None:
     execute("04_benchmark.ipynb", study.run_dir / "notebooks" / name, parameters)
 
 
+RANKS = {"ranks": 2, "loaders": ("numpy", "memory"), "dataset": "cifar10"}  # the torchrun step: fast loaders
+
+
+def benchmark_ranks(study: Study, dataset: str, loader: str, ranks: int) -> None:
+    """`torchrun --standalone --nproc-per-node RANKS -m thesislib bench` on the CPU (gloo): one row per rank
+    and repeat in the study's results, ``world_size`` = RANKS."""
+    s = study.settings
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+               "-m", "thesislib", "bench", "--loader", loader, "--dataset", dataset, "--device", "cpu",
+               "--scale", str(s["scales"][dataset]), "--epochs", str(s["epochs"]), "--repeats", str(s["repeats"]),
+               "--batch-size", str(s["batch_size"]), "--num-workers", str(s["num_workers"]), "--model", s["model"],
+               "--seed", str(s["seed"]), "--data-dir", s["data_dir"], "--results", str(study.results)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
+    done = subprocess.run(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        raise RuntimeError(errors[0] if errors else f"torchrun exited with status {done.returncode}")
+
+
 def report(study: Study) -> None:
     if not study.results.is_file():
         raise RuntimeError("no benchmark wrote a row, so there is nothing to report")
@@ -168,6 +190,9 @@ def run(study: Study, loaders: list, datasets: list) -> None:
         for loader in cold:
             study.step(f"benchmark {loader} on {dataset}, cold page cache",
                        lambda: benchmark(study, dataset, loader, True))
+        for loader in [name for name in runnable if name in RANKS["loaders"] and dataset == RANKS["dataset"]]:
+            study.step(f"benchmark {loader} on {dataset}, {RANKS['ranks']} ranks (torchrun, CPU)",
+                       lambda: benchmark_ranks(study, dataset, loader, RANKS["ranks"]))
     study.step("report: 05_results.ipynb", lambda: report(study))
 
 

@@ -39,7 +39,7 @@ CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
 
 def test_results_columns_are_the_contracts_in_its_order_and_then_the_extra_ones():
     assert list(COLUMNS[:27]) == CONTRACT_COLUMNS
-    assert list(COLUMNS[27:]) == ["cache_state", "cached_pct", "thesislib_version"]
+    assert list(COLUMNS[27:]) == ["cache_state", "cached_pct", "thesislib_version", "world_size", "rank"]
 
 
 def test_two_repeats_write_two_complete_rows_and_one_environment_line(prepared_cifar10, tmp_path):
@@ -52,6 +52,7 @@ def test_two_repeats_write_two_complete_rows_and_one_environment_line(prepared_c
                 "cpu_util_pct", "train_loss", "val_acc", "cached_pct"]
     assert frame[measured].notna().all().all()
     assert (frame["cache_state"] == "warm").all() and (frame["precision"] == "uint8").all()
+    assert (frame["world_size"] == 1).all() and (frame["rank"] == 0).all()  # one process: rank 0 of 1
     assert frame["train_loss"].iloc[0] == pytest.approx(frame["train_loss"].iloc[1], abs=1e-12)
     if not torch.cuda.is_available():
         assert frame[["peak_vram_mb", "gpu_util_pct"]].isna().all().all()

@@ -11,6 +11,17 @@ the share of the store's bytes in the page cache as the first epoch starts (afte
 That harness work stays out of the run's figures: the first eviction and the ``cached_pct`` measure run
 before the profiler starts, the later evictions before each epoch's timer under ``Profiler.paused`` (so
 outside ``cpu_util_pct``; the GPU and memory samplers keep running through them).
+
+Under ``torchrun --nproc-per-node N`` (see :mod:`thesislib.distributed`) the protocol runs on N ranks: each
+reads its share of every epoch (the sampler's rank split), trains a ``DistributedDataParallel`` model and
+measures itself. Every repeat gives one row per rank, with ``world_size`` and ``rank`` columns (a single
+process: 1 and 0); rank 0 gathers the ranks' rows and appends them all, so one process writes the file.
+:func:`aggregate_ranks` combines a repeat's rows into one: the slowest rank's time, the summed
+throughput and memory, the longest and shortest data wait (a straggler shows). Set-up errors on any rank
+stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
+
+``THESISLIB_SAMPLE_LOG=DIR`` (a debugging aid) makes every rank append the index batches its loaders are
+given to ``DIR/rank<R>-<split>.jsonl`` (one JSON line per batch: repeat, epoch, indices).
 """
 
 import csv
@@ -28,13 +39,13 @@ from pathlib import Path
 
 import torch
 
-from thesislib import __version__, pagecache
+from thesislib import __version__, distributed, pagecache
 from thesislib.atomic import write_atomic
-from thesislib.datasets import check_scale, get_dataset
+from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
 from thesislib.loaders.base import check_num_workers, check_store_kind
-from thesislib.loaders.sampler import check_batch_size, check_seed, check_whole
+from thesislib.loaders.sampler import check_batch_size, check_rank, check_seed, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
@@ -46,6 +57,7 @@ COLUMNS = (
     "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
     "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
     "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc", "cache_state", "cached_pct", "thesislib_version",
+    "world_size", "rank",
 )
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, N a GPU's index
 
@@ -104,7 +116,7 @@ def validate(config: BenchConfig) -> BenchConfig:
     check_optimizer(config.optimizer, config.lr)
     check_seed(config.seed)
     check_scale(config.scale)
-    return replace(config, store=store, device=resolve_device(config.device))
+    return replace(config, store=store, device=distributed.rank_device(resolve_device(config.device)))
 
 
 def prepare_hint(config: BenchConfig) -> str:
@@ -119,6 +131,32 @@ def open_prepared_store(config: BenchConfig):
         raise ThesisError(f"store {store.path} was prepared at scale {prepared}, not {config.scale}: run "
                           f"`{prepare_hint(config)}` (it rebuilds the store) or pass --scale {prepared}")
     return store
+
+
+def check_rank_count(store, world_size: int) -> None:
+    """A ThesisError if ``world_size`` ranks would leave a rank without a sample of its own in a split."""
+    for split in SPLITS:
+        try:
+            check_rank(store.count(split), 0, world_size)
+        except ThesisError as exc:
+            raise ThesisError(f"{store.path} {split}: {exc}") from exc
+
+
+def set_up(config: BenchConfig, results=None) -> tuple:
+    """(validated config, results path or None, opened store) of a protocol run; a ThesisError for bad
+    input. Relative paths are taken from the project root."""
+    config = validate(config)
+    config = replace(config, data_dir=str(project_path(config.data_dir)))
+    results = check_results_path(results) if results is not None else None
+    store = open_prepared_store(config)
+    check_rank_count(store, distributed.rank_and_world()[1])
+    return config, results, store
+
+
+def group_device(device: str) -> str:
+    """The device kind whose process-group backend a run needs (before ``device`` is checked)."""
+    wants_gpu = str(device) == "auto" or str(device).startswith("cuda")
+    return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
 
 
 def git_commit() -> str:
@@ -139,7 +177,7 @@ class Run:
     """One repeat: loaders, a fresh model, the profiler and (for ``cold``) the page-cache eviction. A Run
     that fails to build closes what it opened; use it as a context manager to close its loaders."""
 
-    def __init__(self, config: BenchConfig, store):
+    def __init__(self, config: BenchConfig, store, repeat: int = 0):
         self.config, self.store = config, store
         self.files = pagecache.store_files(store.path)
         self.train = self.val = None
@@ -152,16 +190,21 @@ class Run:
             shape = store.shape("train")
             self.model = build_model(config.model, len(store.classes), shape[1], config.seed)
             if isinstance(self.model, torch.nn.Module):
-                self.model.to(config.device)
+                self.model = distributed.wrap_model(self.model.to(config.device), config.device)
             self.optimizer = build_optimizer(config.optimizer, self.model, config.lr)
+            if os.environ.get("THESISLIB_SAMPLE_LOG"):
+                for loader in (self.train, self.val):
+                    log_batches(loader, os.environ["THESISLIB_SAMPLE_LOG"], repeat)
         except BaseException:
             self.close()
             raise
 
     def evict(self) -> None:
-        """Close the loaders' files and maps and drop the store from the page cache."""
+        """Close the loaders' files and maps and drop the store from the page cache; under torchrun, wait
+        until every rank has (ranks on one server share its page cache)."""
         self.close()
         pagecache.evict(self.files)
+        distributed.barrier()
 
     def measure(self) -> tuple:
         """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
@@ -195,10 +238,33 @@ class Run:
         self.close()
 
 
+def log_batches(loader, folder, repeat: int) -> None:
+    """Make ``loader`` append every epoch's index batches to ``folder/rank<R>-<split>.jsonl`` as it is given
+    them (``THESISLIB_SAMPLE_LOG``: what each rank read, for tests and debugging)."""
+    path = Path(folder) / f"rank{distributed.rank_and_world()[0]}-{loader.split}.jsonl"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:
+        raise ThesisError(f"THESISLIB_SAMPLE_LOG: cannot write {path} ({exc.strerror}): point it to a "
+                          "writable folder or unset it") from exc
+    batches = loader.batches
+
+    def logged() -> list:
+        given = batches()
+        append_line(path, "".join(json.dumps({"repeat": repeat, "epoch": loader.epoch, "indices": b.tolist()})
+                                  + "\n" for b in given))
+        return given
+
+    loader.batches = logged  # this loader only: its own iteration calls self.batches()
+
+
 def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
-    """One repeat of a validated ``config``: its results row."""
+    """One repeat of a validated ``config``: this rank's results row. Every rank builds its run before any
+    trains (a set-up error on one stops all)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with Run(config, store) as run:
+    rank, world_size = distributed.rank_and_world()
+    with distributed.agreed(lambda: Run(config, store, repeat), release=Run.close) as run:
         epochs, measured = run.measure()
     return {
         "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
@@ -207,35 +273,79 @@ def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str =
         "batch_size": config.batch_size, "num_workers": config.num_workers, "seed": config.seed,
         "repeat": repeat, **measured, "train_loss": epochs[-1].train_loss, "val_acc": epochs[-1].val_acc,
         "cache_state": "cold" if config.cold else "warm", "cached_pct": run.cached_pct,
-        "thesislib_version": __version__,
+        "thesislib_version": __version__, "world_size": world_size, "rank": rank,
     }
 
 
 def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> list:
-    """Validate ``config``, run its repeats and append each row to ``results`` (.csv or .parquet) at once.
+    """Validate ``config``, run its repeats and append each repeat's rows (one per rank) to ``results``
+    (.csv or .parquet) at once.
 
-    Relative paths (``results``, ``config.data_dir``) are taken from the project root. Returns the rows.
+    Relative paths (``results``, ``config.data_dir``) are taken from the project root. Returns the rows
+    (every rank's, on every rank). Under torchrun, rank 0 writes the rows and prints the progress.
     """
-    config = validate(config)
-    config = replace(config, data_dir=str(project_path(config.data_dir)))
-    results = check_results_path(results) if results is not None else None
-    store = open_prepared_store(config)
-    run_id, commit, rows = new_run_id(), git_commit(), []
-    if results is not None:
-        append_environment(results, run_id, config.data_dir)
-    for repeat in range(config.repeats):
-        rows.append(run_once(config, store, repeat, run_id, commit))
-        if results is not None:
-            append_row(results, rows[-1])
-        if progress:
-            report_progress(rows[-1], config)
+    with distributed.process_group(group_device(config.device)):
+        config, results, store = distributed.agreed(lambda: set_up(config, results))
+        run_id, commit, rows = distributed.broadcast(new_run_id()), git_commit(), []
+        main = distributed.is_main()
+        if results is not None and main:
+            append_environment(results, run_id, config.data_dir)
+        for repeat in range(config.repeats):
+            ranks_rows = distributed.all_gather(run_once(config, store, repeat, run_id, commit))
+            rows.extend(ranks_rows)
+            for row in ranks_rows if results is not None and main else ():
+                append_row(results, row)
+            if progress and main:
+                report_progress(ranks_rows, config)
     return rows
 
 
-def report_progress(row: dict, config: BenchConfig) -> None:
-    print(f"{config.loader}/{row['store']} on {config.dataset}, repeat {row['repeat'] + 1}/{config.repeats}: "
-          f"{row['total_train_s']:.2f} s, {row['images_per_s']:.0f} img/s, stall {row['stall_pct']:.1f}%, "
-          f"train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
+def report_progress(rows: list, config: BenchConfig) -> None:
+    """One line per repeat on stderr: its figures (over all ranks: see :func:`aggregate_ranks`)."""
+    row = rows[0] if len(rows) == 1 else aggregate_ranks(rows)
+    ranks = "" if len(rows) == 1 else f" ({len(rows)} ranks: slowest rank's time, summed img/s)"
+    print(f"{config.loader}/{row['store']} on {config.dataset}, repeat {row['repeat'] + 1}/{config.repeats}"
+          f"{ranks}: {row['total_train_s']:.2f} s, {row['images_per_s']:.0f} img/s, stall "
+          f"{row['stall_pct']:.1f}%, train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
+
+
+def total(column):
+    """The sum of a column's values; NaN if all are NaN (pandas' plain sum would give 0)."""
+    return column.sum(min_count=1)
+
+
+# How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
+# throughput and memory add up over the ranks' processes, the longest data wait (and stall) is the
+# straggler's; the other columns (the run's settings) are the same on every rank: the first is kept.
+RANK_AGGREGATES = {
+    "total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", "stall_pct": "max",
+    "images_per_s": total, "peak_ram_mb": total, "peak_vram_mb": total, "gpu_util_pct": "mean",
+    "cpu_util_pct": total, "train_loss": "mean", "val_acc": "mean", "cached_pct": "mean",
+}
+
+
+def aggregate_ranks(rows) -> dict:
+    """One repeat's rows (dicts, one per rank) combined into one row (see :data:`RANK_AGGREGATES`), with
+    ``data_s_min`` (the shortest rank's data wait) beside ``data_s_mean`` (the longest), and no ``rank``."""
+    import pandas as pd
+
+    return aggregate_rank_frame(pd.DataFrame(list(rows))).iloc[0].to_dict()
+
+
+def aggregate_rank_frame(frame):
+    """A results frame with one row per (run_id, repeat): the rows of its ranks combined as
+    :func:`aggregate_ranks` does (rows of single-process runs pass unchanged, but for ``data_s_min``)."""
+    import pandas as pd
+
+    frame = frame.assign(rank=frame.get("rank", 0), world_size=frame.get("world_size", 1))
+    frame = frame.fillna({"rank": 0, "world_size": 1})  # rows written before the columns existed
+    keys = ["run_id", "repeat"]
+    how = {column: RANK_AGGREGATES.get(column, "first") for column in frame.columns
+           if column not in keys and column != "rank"}
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    combined = grouped.agg(how)
+    combined.insert(combined.columns.get_loc("data_s_mean") + 1, "data_s_min", grouped["data_s_mean"].min())
+    return pd.DataFrame(combined).reset_index()
 
 
 # ----------------------------------------------------------------------------------------- results file

@@ -117,6 +117,7 @@ def run_prepare(args):
 
 def run_bench(args):
     from thesislib.bench import BenchConfig, run_protocol
+    from thesislib.distributed import is_main
 
     config = BenchConfig(
         loader=args.loader, dataset=args.dataset, store=args.store, epochs=args.epochs,
@@ -124,7 +125,8 @@ def run_bench(args):
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
         scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold)
     rows = run_protocol(config, results=_from_cwd(args.results), progress=True)
-    print(f"wrote {len(rows)} row(s) to {args.results}")
+    if is_main():  # under torchrun, rank 0 wrote every rank's rows
+        print(f"wrote {len(rows)} row(s) to {args.results}")
 
 
 def run_formats(args):

@@ -36,7 +36,7 @@ RESULT_COLUMNS = (
     "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc",
 )
 # Written by newer versions of bench; an older file without them reads as warm runs of unknown version.
-OPTIONAL_COLUMNS = {"cache_state": "warm", "cached_pct": np.nan, "thesislib_version": None}
+OPTIONAL_COLUMNS = {"cache_state": "warm", "cached_pct": np.nan, "thesislib_version": None, "world_size": 1, "rank": 0}
 TEXT_COLUMNS = ("run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "precision",
                 "device", "model", "cache_state", "thesislib_version")
 LOADER_ORDER = ("files", "numpy", "cupy", "hdf5", "zarr", "dali", "memory", "torchvision")

@@ -5,6 +5,10 @@ Per batch the loop (1) waits for the loader's next batch and copies it to the de
 optimizer step (or the emulated accelerator's wait): the *compute* time. On a GPU the loop synchronises at
 both boundaries, so asynchronous kernels are charged to the step that queued them, not to the next wait.
 On the CPU, with a fixed seed, every epoch is deterministic.
+
+Under ``torchrun`` the model arrives wrapped in ``DistributedDataParallel`` (see :mod:`thesislib.bench`):
+the gradients' all-reduce runs inside ``loss.backward()``, so it is compute time, and each rank times its
+own epoch and data wait.
 """
 
 import math
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from thesislib.distributed import sum_over_ranks
 from thesislib.models import EmulatedAccelerator
 
 
@@ -103,17 +108,23 @@ def train_epoch(model, optimizer, loader, device, epoch: int = 0, first_batches=
 
 @torch.no_grad()
 def evaluate(model, loader, device) -> float:
-    """Top-1 accuracy on ``loader`` (NaN for an emulated accelerator)."""
+    """Top-1 accuracy on ``loader`` (NaN for an emulated accelerator). Under torchrun each rank evaluates
+    its own share of the split and the counts are summed over the ranks, so every rank returns the same
+    accuracy (the sampler's padding, at most world_size - 1 repeated samples, counts like any sample, as
+    with DistributedSampler)."""
     if isinstance(model, EmulatedAccelerator):
         return math.nan
     device = torch.device(device)
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module  # evaluated unwrapped: no collective call per forward
     model.eval()
     correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
     for images, labels in loader:
         images, labels = to_device(images, labels, device)
         correct += (model(to_float_nchw(images)).argmax(1) == labels).sum()
         seen += len(labels)
-    return correct.item() / seen if seen else math.nan
+    correct, seen = sum_over_ranks(correct.item(), seen)
+    return correct / seen if seen else math.nan
 
 
 def fit(model, optimizer, train_loader, val_loader, epochs: int, device, before_epoch=None,

@@ -32,6 +32,7 @@ import abc
 import torch
 
 from thesislib.datasets import SPLITS
+from thesislib.distributed import rank_and_world
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
 from thesislib.stores.gather import BatchRing, gather, gather_pool  # noqa: F401  (loaders gather with these)
@@ -71,15 +72,17 @@ class Loader(abc.ABC):
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        return batch_count(self.num_samples, self.batch_size)
+        return batch_count(self.num_samples, self.batch_size, world_size=rank_and_world()[1])
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose (seeded) batch order the next iteration delivers."""
         self.epoch = int(epoch)
 
     def batches(self) -> list:
-        """This epoch's batches of sorted sample indices."""
-        return epoch_batches(self.num_samples, self.batch_size, self.seed, self.epoch, self.shuffle)
+        """This epoch's batches of sorted sample indices (on this rank, under torchrun)."""
+        rank, world = rank_and_world()  # torchrun: this rank's share of the epoch (see the sampler)
+        return epoch_batches(self.num_samples, self.batch_size, self.seed, self.epoch, self.shuffle,
+                             rank=rank, world_size=world)
 
     @abc.abstractmethod
     def __iter__(self):

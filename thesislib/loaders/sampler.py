@@ -3,6 +3,14 @@
 Each epoch is a permutation drawn from ``np.random.default_rng([seed, epoch])``, cut into batches; each
 batch's indices are sorted ascending, so a store reads one batch in one pass from low to high offsets
 (contiguous runs stay contiguous, a memory map walks forward). The order of the batches stays shuffled.
+
+Across ``world_size`` ranks (``torchrun``) the epoch is shared out as ``torch.utils.data.DistributedSampler``
+shares it: the visiting order is padded to a multiple of ``world_size`` by repeating its first samples, and
+rank ``r`` takes every ``world_size``-th sample from position ``r`` (``order[r::world_size]``, the strided
+split, not contiguous blocks). So every rank gets the same number of samples and batches (DDP needs the
+ranks in step), the ranks' samples are disjoint but for the padding, and together they cover the epoch.
+Each rank then cuts its share into batches as a single process cuts the whole order; with
+``world_size=1`` that is exactly the single-process batches.
 """
 
 import numpy as np
@@ -34,11 +42,39 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -
     return rng.permutation(num_samples).astype(np.int64, copy=False)
 
 
+def check_rank(num_samples: int, rank, world_size) -> tuple:
+    """(rank, world_size) checked: 0 <= rank < world_size <= num_samples (a rank beyond the samples would
+    read nothing but padding); else a ThesisError naming the fix."""
+    world_size = check_whole("world_size", world_size, 1)
+    rank = check_whole("rank", rank, 0)
+    if rank >= world_size:
+        raise ThesisError(f"rank {rank} is not below the world size {world_size}: ranks run from 0 to "
+                          f"{world_size - 1}")
+    if world_size > num_samples:
+        raise ThesisError(f"{world_size} ranks for {num_samples} sample(s): a rank would get no sample of its "
+                          f"own; run at most {num_samples} rank(s) (torchrun --nproc-per-node, --nnodes) "
+                          "or prepare a larger --scale")
+    return rank, world_size
+
+
+def rank_share(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s part of an epoch's visiting ``order``, as DistributedSampler takes it: ``order``
+    padded to a multiple of ``world_size`` by repeating it from the start, then every ``world_size``-th
+    sample from position ``rank``."""
+    rank, world_size = check_rank(len(order), rank, world_size)
+    padded = np.resize(order, -(-len(order) // world_size) * world_size)  # np.resize repeats from the start
+    return padded[rank::world_size]
+
+
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
-                  drop_last: bool = False) -> list:
-    """The batches of one epoch: int64 index arrays, each sorted ascending; the last may be short."""
+                  drop_last: bool = False, rank: int = 0, world_size: int = 1) -> list:
+    """The batches of one epoch on rank ``rank`` of ``world_size`` (see the module docstring): int64
+    index arrays, each sorted ascending; the last may be short (``drop_last``: left out)."""
     batch_size = check_batch_size(batch_size)
     order = epoch_order(num_samples, seed, epoch, shuffle)
+    if world_size != 1 or rank != 0:
+        order = rank_share(order, rank, world_size)
+    num_samples = len(order)
     whole = num_samples - num_samples % batch_size
     batches = list(np.sort(order[:whole].reshape(-1, batch_size), axis=1))  # one sort for all full batches
     if whole < num_samples and not drop_last:
@@ -46,7 +82,13 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, shuf
     return batches
 
 
-def batch_count(num_samples: int, batch_size: int, drop_last: bool = False) -> int:
-    """How many batches :func:`epoch_batches` returns."""
+def rank_samples(num_samples: int, world_size: int = 1) -> int:
+    """How many samples (padding included) each of ``world_size`` ranks gets per epoch."""
+    return -(-num_samples // check_whole("world_size", world_size, 1))
+
+
+def batch_count(num_samples: int, batch_size: int, drop_last: bool = False, world_size: int = 1) -> int:
+    """How many batches :func:`epoch_batches` returns (on each rank of ``world_size``)."""
     batch_size = check_batch_size(batch_size)
+    num_samples = rank_samples(num_samples, world_size)
     return num_samples // batch_size if drop_last else -(-num_samples // batch_size)
