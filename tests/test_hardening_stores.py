@@ -299,3 +299,12 @@ def test_bench_on_a_corrupt_hdf5_file_prints_one_line_and_no_hdf5_diagnostics(co
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "data.h5" in lines[0] and "HDF5-DIAG" not in result.stderr
+
+
+def test_a_multi_line_library_message_is_quoted_on_one_line_in_a_store_error():
+    from thesislib.stores.base import damaged
+    from thesislib.stores.hdf5 import corrupt
+
+    library = OSError("Unable to open object\n  major: Object header\n  minor: Bad value")
+    for error in (corrupt("data.h5", "train", library), damaged("data.mdb", f"cannot be read ({library})")):
+        assert "\n" not in str(error) and "Object header minor: Bad value" in str(error)

@@ -63,11 +63,16 @@ class StoreSpec:
     lossless: bool = True
 
 
+def quote(exc) -> str:
+    """A library's error text on one line (HDF5's and zarr's messages may span several)."""
+    return " ".join(str(exc).split())
+
+
 def damaged(path, problem: str) -> ThesisError:
     """The error for a store file that is missing, truncated or corrupt: names it and the fix.
 
     Raise it ``from`` the library's exception."""
-    return ThesisError(f"{path} {problem}: the store is damaged; delete its folder and run "
+    return ThesisError(f"{path} {quote(problem)}: the store is damaged; delete its folder and run "
                        "`python -m thesislib prepare` again (or `prepare --force`)")
 
 

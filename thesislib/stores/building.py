@@ -3,8 +3,9 @@ removed, and enough free space checked before the first byte is written.
 
 * :func:`store_lock`: ``fcntl.flock`` on ``DATA_DIR/<dataset>/.<store>.lock`` (the kernel drops the lock
   when its process dies, so a killed ``prepare`` never leaves it held). A second ``prepare`` of the same
-  store says in one line that it waits, then waits; the lock file itself stays (deleting it would let two
-  processes hold "the" lock on two different files).
+  store says in one line that it waits, then waits. The holder deletes the lock file before it lets go;
+  a waiter that then holds a deleted file locks the new one instead, so two processes never hold "the"
+  lock on two different files, and a finished ``prepare`` leaves no lock file behind.
 * :func:`remove_stale`: ``.<store>.tmp-<PID>`` (an interrupted build) and ``.<store>.old-<PID>`` (an
   interrupted ``--force`` swap) whose process is gone are removed; a live process's folders are not.
 * :func:`check_free_space`: a lower estimate of the store's size (source pixels times what its kind keeps
@@ -15,7 +16,7 @@ import fcntl
 import os
 import shutil
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +38,39 @@ def lock_path(final: Path) -> Path:
 def store_lock(final: Path):
     """Hold the store's build lock (waiting, after one line on stderr, while another process holds it)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path(final), "a") as file:
+    file = acquire(lock_path(final), f"{final}: another prepare is building this store; waiting for it to "
+                                     f"finish (lock {lock_path(final)})")
+    try:
+        yield
+    finally:
+        with suppress(FileNotFoundError):  # deleted while held: a waiter then finds its file gone, retries
+            os.unlink(lock_path(final))
+        file.close()
+
+
+def acquire(path: Path, waiting: str):
+    """The open lock file ``path``, locked by ``flock``; ``waiting`` is printed once if it must wait. A lock
+    taken on a file that its holder unlinked meanwhile is dropped and taken again on the new file."""
+    said = False
+    while True:
+        file = open(path, "a")
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"{final}: another prepare is building this store; waiting for it to finish "
-                  f"(lock {lock_path(final)})", file=sys.stderr, flush=True)
+            if not said:
+                print(waiting, file=sys.stderr, flush=True)
+                said = True
             fcntl.flock(file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(file, fcntl.LOCK_UN)
+        if same_file(path, file):
+            return file
+        file.close()
+
+
+def same_file(path: Path, file) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def pid_alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.base import Reader, StoreSpec, quote
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
@@ -64,7 +64,7 @@ def check_split(path, split: str, images_shape, labels_count: int, shape=None) -
 
 
 def corrupt(path, split, exc) -> ThesisError:
-    return ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; delete its "
+    return ThesisError(f"cannot read /{split} of {path} ({quote(exc)}): the file is truncated or corrupt; delete its "
                        "store folder and run `python -m thesislib prepare` again")
 
 
@@ -107,7 +107,7 @@ class Hdf5Reader(Reader):
         try:
             return images[indices], labels[indices]
         except OSError as exc:
-            raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({exc}): the file is "
+            raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({quote(exc)}): the file is "
                               "corrupt; delete its store folder and run prepare again") from exc
 
     def close_handle(self, handle) -> None:

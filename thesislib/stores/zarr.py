@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from thesislib.errors import ThesisError
-from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.base import Reader, StoreSpec, quote
 from thesislib.stores.hdf5 import check_split
 from thesislib.stores.integrity import missing_listed_files
 
@@ -98,7 +98,7 @@ def open_split(path, split, shape=None):
         group = zarr.open_group(path, mode="r")
         images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
     except (KeyError, *damaged_errors()) as exc:
-        raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
+        raise ThesisError(f"cannot read {split} of {path} ({quote(exc)}): delete its store folder and run "
                           "`python -m thesislib prepare` again") from exc
     check_split(path, split, images.shape, len(labels), shape)
     return images, labels
@@ -136,8 +136,8 @@ class ZarrReader(Reader):
         except (RuntimeError, *damaged_errors()) as exc:  # a codec error names no file: name the store
             if isinstance(exc, RuntimeError) and not is_decode_error(exc):
                 raise
-            raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({exc}): the store is "
-                              "corrupt; delete its folder and run prepare again") from exc
+            raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({quote(exc)}): the store "
+                              "is corrupt; delete its folder and run prepare again") from exc
 
     def close_handle(self, handle) -> None:
         pass
