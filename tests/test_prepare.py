@@ -50,6 +50,13 @@ def test_full_disk_exits_2_and_leaves_nothing_that_looks_complete(tmp_path):
     assert not [p for p in (tmp_path / "cifar10").iterdir()]  # the temporary folder was removed
 
 
+def test_full_disk_while_writing_lmdb_exits_2_and_leaves_nothing_that_looks_complete(tmp_path):
+    result = run_cli("prepare", "--dataset", "cifar10", "--scale", "0.02", "--stores", "lmdb",
+                     "--data-dir", tmp_path, limit_file_bytes=2_000_000)
+    assert_one_line_error(result, "train.lmdb", "disk is probably full", "--data-dir")
+    assert not list(tmp_path.rglob("manifest.json")) and not list((tmp_path / "cifar10").iterdir())
+
+
 def test_interrupted_store_is_not_read_and_is_rebuilt(tmp_path):
     run_cli("prepare", "--dataset", "cifar10", "--scale", "0.02", "--stores", "npy-float32",
             "--data-dir", tmp_path, limit_file_bytes=2_000_000)

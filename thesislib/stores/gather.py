@@ -10,7 +10,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 GATHER_MIN_BYTES = 256 * 1024   # a gather thread gets at least this many bytes to copy
 BATCHES_AHEAD = 1               # batches a consumer holds while it draws the next one (the training loop: 1)
@@ -61,6 +60,8 @@ def gather(array, indices: np.ndarray, ring: BatchRing = None) -> np.ndarray:
     parallel. Threads that find no free core simply wait, unlike OpenMP's, which spin: a busy machine makes
     the gather no slower than one thread. In DataLoader workers PyTorch sets one thread: one copy each.
     """
+    import torch  # here, not at the top: listing the stores should not load PyTorch
+
     row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
     threads = max(1, min(torch.get_num_threads(), len(indices) * row_bytes // GATHER_MIN_BYTES))
     shape = (len(indices), *array.shape[1:])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, damaged
 
 KIND = "lmdb"
@@ -60,20 +61,29 @@ def write_split(store_dir: Path, spec, split: str, images, labels, classes=None,
     env = lmdb.open(str(environment(store_dir, split)), map_size=map_size(images), subdir=True,
                     readahead=False, meminit=False)
     try:
-        for start in range(0, len(images), TRANSACTION):
-            block = np.ascontiguousarray(images[start:start + TRANSACTION], dtype=np.uint8)
-            with env.begin(write=True) as txn:
-                for offset, image in enumerate(block):
-                    txn.put(key(start + offset), image.tobytes(), append=True)  # keys arrive in order
-            if progress is not None:
-                progress.update(len(block))
-        with env.begin(write=True) as txn:
-            txn.put(LABELS_KEY, labels.tobytes())
-            txn.put(META_KEY, json.dumps(meta).encode())
-        env.sync(True)
+        write_samples(env, images, labels, meta, progress)
+    except lmdb.Error as exc:  # LMDB reports a full disk as EIO, without the errno: say what it likely is
+        raise ThesisError(f"cannot write the LMDB environment {split}.lmdb under {Path(store_dir).parent} "
+                          f"({exc}): the disk is probably full or the folder not writable; free space or "
+                          "choose another --data-dir (nothing half-written was kept)") from exc
     finally:
         env.close()
     return {}
+
+
+def write_samples(env, images, labels, meta, progress) -> None:
+    """Every sample of a split, in index order (``append``: each key follows the last), then labels and meta."""
+    for start in range(0, len(images), TRANSACTION):
+        block = np.ascontiguousarray(images[start:start + TRANSACTION], dtype=np.uint8)
+        with env.begin(write=True) as txn:
+            for offset, image in enumerate(block):
+                txn.put(key(start + offset), image.tobytes(), append=True)  # keys arrive in order
+        if progress is not None:
+            progress.update(len(block))
+    with env.begin(write=True) as txn:
+        txn.put(LABELS_KEY, labels.tobytes())
+        txn.put(META_KEY, json.dumps(meta).encode())
+    env.sync(True)
 
 
 def layout(spec, shape) -> dict:
