@@ -7,7 +7,10 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: install install-unlocked install-gpu run test test-fast test-gpu lab clean
+LAB_PORT ?= 8888
+LAB_IP ?= 127.0.0.1
+
+.PHONY: install install-unlocked install-gpu run test test-fast test-gpu lab report clean
 
 LOCK   := requirements.lock
 
@@ -25,11 +28,26 @@ install-unlocked:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --upgrade -e '.[test]'
 
+# Both leave the work tree as it was: the check after them fails if a tracked file changed or an
+# untracked one appeared (outputs belong in runs/, results/ or a temporary folder).
+GIT_STATUS := git status --porcelain 2>/dev/null || true
+CHECK_TREE = after="$$($(GIT_STATUS))"; if [ "$$before" != "$$after" ]; then \
+	echo "error: this command changed the work tree (git status --porcelain before and after):"; \
+	echo "$$before" | sed 's/^/  before: /'; echo "$$after" | sed 's/^/  after:  /'; exit 1; fi
+
 run: $(STAMP)
-	$(BIN)/python scripts/run_study.py --profile $(PROFILE)
+	@before="$$($(GIT_STATUS))"; $(BIN)/python scripts/run_study.py --profile $(PROFILE); status=$$?; \
+	$(CHECK_TREE); exit $$status
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS)
+	@before="$$($(GIT_STATUS))"; \
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks $(PYTEST_ARGS); \
+	status=$$?; $(CHECK_TREE); exit $$status
+
+# The newest run's notebooks 05 and 06 as one self-contained page, runs/<timestamp>/report.html
+# (`make report RUN=runs/<timestamp>` for another run).
+report: $(STAMP)
+	$(BIN)/python -m thesislib report --html $(if $(RUN),--run $(RUN))
 
 # Unit tests alone, no notebooks.
 test-fast: $(STAMP)
@@ -42,8 +60,14 @@ install-gpu: $(STAMP)
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
 
+# JupyterLab on the notebooks, with the URL (and its token) printed first. As root (containers, cloud
+# machines) it needs --allow-root and opens no browser. `make lab LAB_IP=0.0.0.0` to reach it from outside.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	@token="$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(24))')"; \
+	if [ "$$(id -u)" = 0 ]; then as_root="--allow-root --no-browser"; echo "running as root: --allow-root"; fi; \
+	echo "JupyterLab: open http://$(LAB_IP):$(LAB_PORT)/lab?token=$$token"; \
+	exec $(BIN)/jupyter lab notebooks --ip=$(LAB_IP) --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+		--IdentityProvider.token="$$token" $$as_root
 
 clean:
 	rm -rf data/*/ results runs .pytest_cache

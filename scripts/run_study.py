@@ -4,7 +4,8 @@ Steps: record the environment; prepare every dataset in the stores the runnable 
 `notebooks/04_benchmark.ipynb` (papermill) for every loader that can run here and every dataset; then
 `notebooks/05_results.ipynb` on the rows just measured. Everything lands in `runs/<timestamp>/`:
 `notebooks/` (the executed notebooks), `results.csv` (+ `results.csv.env.jsonl`), `figures/` (tables and
-figures), `environment.json`, `skipped.md` (loaders that cannot run here, with the reason) and `summary.md`.
+figures, 04's timing figures too), `report.html` (notebooks 05 and 06 as one page), `environment.json`,
+`skipped.md` (loaders that cannot run here, with the reason) and `summary.md`.
 The profile's `cold` loaders also run with a cold page cache (bench --cold) when 04 takes a `cold` parameter.
 The fast loaders (:data:`RANKS`) also run on cifar10 with 2 ranks on the CPU (torchrun, gloo).
 Stores go to the profile's data folder (quick: `data/quick/`), so the two profiles never rebuild each other's.
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from thesislib.atomic import write_text  # standard library only: the other imports stay lazy
+from thesislib.progress import StepClock
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -48,11 +50,12 @@ class Study:
         self.profile, self.settings, self.run_dir = profile, PROFILES[profile], run_dir
         self.results = run_dir / "results.csv"
         self.steps, self.available, self.skipped = [], {}, {}
+        self.clock = StepClock(1)   # its total is set once the steps are known (see :func:`run`)
         (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
 
     def step(self, label: str, action) -> bool:
-        """Run ``action()`` with a progress line; record ok/failed and the seconds it took."""
-        print(f"[{len(self.steps) + 1:2d}] {label} ...", flush=True)
+        """Run ``action()`` after a line "step k/n, elapsed, about ... left"; record ok/failed and its time."""
+        print(self.clock.begin(label) + " ...", flush=True)
         start = time.perf_counter()
         try:
             action()
@@ -61,8 +64,13 @@ class Study:
             status, note = "FAILED", _reason(exc)
         seconds = time.perf_counter() - start
         self.steps.append((label, status, seconds, note))
+        self.clock.end()
         print(f"     {status} in {seconds:.1f} s{': ' + note if note else ''}", flush=True)
         return status == "ok"
+
+    def skip_steps(self, count: int) -> None:
+        """``count`` planned steps will not run (e.g. benchmarks of a dataset that failed to prepare)."""
+        self.clock.total -= count
 
 
 def new_run_dir(runs: Path, stamp: str) -> Path:
@@ -79,10 +87,11 @@ def new_run_dir(runs: Path, stamp: str) -> Path:
 
 
 def _reason(exc) -> str:
-    """One line: a notebook's own error (papermill) or the exception."""
+    """One line: the command line's ``error: ...`` for a ThesisError (in a notebook too: papermill's
+    message ends with it), else the exception's name and the last line of its message."""
     name, value = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
     lines = str(value).strip().splitlines() or [""]
-    text = f"{name}: {lines[-1]}"
+    text = f"error: {lines[-1]}" if name == "ThesisError" else f"{name}: {lines[-1]}"
     return text if len(text) <= 240 else text[:239] + "…"
 
 
@@ -136,6 +145,11 @@ def benchmark(study: Study, dataset: str, loader: str, cold: bool) -> None:
 RANKS = {"ranks": 2, "loaders": ("numpy", "memory"), "dataset": "cifar10"}  # the torchrun step: fast loaders
 
 
+def ranked_loaders(loaders: list, dataset: str) -> list:
+    """The loaders of ``loaders`` that the torchrun step runs on ``dataset``."""
+    return [name for name in loaders if name in RANKS["loaders"] and dataset == RANKS["dataset"]]
+
+
 def benchmark_ranks(study: Study, dataset: str, loader: str, ranks: int) -> None:
     """`torchrun --standalone --nproc-per-node RANKS -m thesislib bench` on the CPU (gloo): one row per rank
     and repeat in the study's results, ``world_size`` = RANKS."""
@@ -160,6 +174,13 @@ def report(study: Study) -> None:
             {"results": str(study.results), "out": str(study.run_dir / "figures")})
 
 
+def report_page(study: Study) -> None:
+    """``report.html``: the run's notebooks 05 (and 06) as one self-contained page."""
+    from thesislib.report.html import html_page
+
+    html_page(study.run_dir)
+
+
 def notebook_takes(parameter: str) -> bool:
     """Whether 04_benchmark.ipynb declares ``parameter`` (papermill would inject an unknown one silently)."""
     import papermill
@@ -170,6 +191,9 @@ def notebook_takes(parameter: str) -> bool:
 def run(study: Study, loaders: list, datasets: list) -> None:
     from thesislib.loaders import DEFAULT_STORES
 
+    cold_candidates = [name for name in loaders if name in study.settings["cold"]]
+    study.clock.total = (1 + len(datasets) * (1 + len(loaders) + len(cold_candidates)) + 2   # until known
+                         + sum(len(ranked_loaders(loaders, dataset)) for dataset in datasets))
     study.step("record the environment and which loaders can run here", lambda: record_environment(study))
     study.skipped = {name: study.available.get(name, "availability unknown (see the failed step)")
                      for name in loaders if study.available.get(name) != "available"}
@@ -180,20 +204,27 @@ def run(study: Study, loaders: list, datasets: list) -> None:
     if cold and not notebook_takes("cold"):
         print("     no cold-cache runs: 04_benchmark.ipynb has no `cold` parameter")
         cold = []
+    study.clock.total = (1 + len(datasets) * (1 + len(runnable) + len(cold)) + 2
+                         + sum(len(ranked_loaders(runnable, dataset)) for dataset in datasets))
     for dataset in datasets:
         stores = sorted({DEFAULT_STORES[name] for name in runnable})
         if not stores or not study.step(f"prepare {dataset} (scale {study.settings['scales'][dataset]}) "
                                         f"into {', '.join(stores)}", lambda: prepare(study, dataset, stores)):
+            study.skip_steps(len(runnable) + len(cold) + len(ranked_loaders(runnable, dataset))
+                             + (0 if stores else 1))
             continue
         for loader in runnable:
             study.step(f"benchmark {loader} on {dataset}", lambda: benchmark(study, dataset, loader, False))
         for loader in cold:
             study.step(f"benchmark {loader} on {dataset}, cold page cache",
                        lambda: benchmark(study, dataset, loader, True))
-        for loader in [name for name in runnable if name in RANKS["loaders"] and dataset == RANKS["dataset"]]:
+        for loader in ranked_loaders(runnable, dataset):
             study.step(f"benchmark {loader} on {dataset}, {RANKS['ranks']} ranks (torchrun, CPU)",
                        lambda: benchmark_ranks(study, dataset, loader, RANKS["ranks"]))
-    study.step("report: 05_results.ipynb", lambda: report(study))
+    if study.step("report: 05_results.ipynb", lambda: report(study)):
+        study.step("report page: report.html (notebooks 05 and 06, self-contained)", lambda: report_page(study))
+    else:
+        study.skip_steps(1)
 
 
 def write_summary(study: Study, started: float) -> str:
@@ -206,7 +237,8 @@ def write_summary(study: Study, started: float) -> str:
         for i, (label, status, seconds, note) in enumerate(study.steps, 1))
     failed = sum(status != "ok" for _, status, _, _ in study.steps)
     text = (f"# Run {study.run_dir.name} (profile {study.profile})\n\n{len(study.steps)} steps, "
-            f"{failed} failed, {time.perf_counter() - started:.0f} s in all. The report: figures/05_report.md; "
+            f"{failed} failed, {time.perf_counter() - started:.0f} s in all. The report: report.html (one "
+            "page) and figures/05_report.md; "
             f"the executed notebooks (failed ones too, with their error): notebooks/.\n\n{steps}\n"
             f"## Skipped loaders\n\n{skipped}")
     write_text(study.run_dir / "summary.md", text)

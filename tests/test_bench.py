@@ -30,7 +30,7 @@ def assert_one_line_error(capsys, status, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
+CONTRACT_COLUMNS = [  # docs/CONTRACT.md's results columns, in its order
     "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
     "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
     "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
@@ -39,7 +39,7 @@ CONTRACT_COLUMNS = [  # CONTRACT.md's results columns, in its order
 
 def test_results_columns_are_the_contracts_in_its_order_and_then_the_extra_ones():
     assert list(COLUMNS[:27]) == CONTRACT_COLUMNS
-    assert list(COLUMNS[27:]) == ["cache_state", "cached_pct", "thesislib_version", "world_size", "rank"]
+    assert list(COLUMNS[27:32]) == ["cache_state", "cached_pct", "thesislib_version", "world_size", "rank"]
 
 
 def test_two_repeats_write_two_complete_rows_and_one_environment_line(prepared_cifar10, tmp_path):
@@ -72,10 +72,10 @@ def test_a_crash_in_a_later_repeat_keeps_the_earlier_rows(prepared_cifar10, tmp_
     results = tmp_path / "results.csv"
     real = bench.run_once
 
-    def crash_on_second(config, store, repeat, run_id, commit=""):
+    def crash_on_second(config, store, repeat, run_id, commit="", **options):
         if repeat == 1:
             raise RuntimeError("simulated crash")
-        return real(config, store, repeat, run_id, commit)
+        return real(config, store, repeat, run_id, commit, **options)
 
     monkeypatch.setattr(bench, "run_once", crash_on_second)
     with pytest.raises(RuntimeError):
@@ -86,7 +86,7 @@ def test_a_crash_in_a_later_repeat_keeps_the_earlier_rows(prepared_cifar10, tmp_
 def test_an_older_results_file_without_the_new_columns_is_extended(prepared_cifar10, tmp_path):
     results = tmp_path / "results.csv"
     first = run_protocol(config(prepared_cifar10, repeats=1, model="none"))[0]
-    pd.DataFrame([{key: first[key] for key in COLUMNS[:-3]}]).to_csv(results, index=False)
+    pd.DataFrame([{key: first[key] for key in COLUMNS[:27]}]).to_csv(results, index=False)
     run_protocol(config(prepared_cifar10, repeats=1, model="none"), results=results)
     frame = pd.read_csv(results)
     assert list(frame.columns) == list(COLUMNS) and len(frame) == 2
@@ -159,8 +159,8 @@ def bench_cli(data_dir, tmp_path, *options):
 
 
 def test_unknown_loader_exits_2_listing_the_loaders(prepared_cifar10, tmp_path, capsys):
-    status = bench_cli(prepared_cifar10, tmp_path, "--loader", "tfrecord")
-    assert_one_line_error(capsys, status, "unknown loader 'tfrecord'", "numpy, cupy, hdf5")
+    status = bench_cli(prepared_cifar10, tmp_path, "--loader", "ffcv")
+    assert_one_line_error(capsys, status, "unknown loader 'ffcv'", "files, torchvision, dali, numpy")
 
 
 def test_unknown_dataset_exits_2_listing_the_datasets(tmp_path, capsys):

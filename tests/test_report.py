@@ -264,8 +264,8 @@ def test_rows_of_two_hosts_are_never_pooled(tmp_path):
 
 
 def test_latex_escaping_keeps_backslash_tilde_and_caret_printable():
-    assert report._latex_escape("C:\\data_1") == r"C:\textbackslash{}data\_1"
-    assert report._latex_escape("~/x^2 {a} 50%") == r"\textasciitilde{}/x\textasciicircum{}2 \{a\} 50\%"
+    assert report.latex_escape("C:\\data_1") == r"C:\textbackslash{}data\_1"
+    assert report.latex_escape("~/x^2 {a} 50%") == r"\textasciitilde{}/x\textasciicircum{}2 \{a\} 50\%"
     latex = report.to_latex(pd.DataFrame({"a\\b": ["1 ± 2"]}, index=pd.Index(["x~y"], name="m")), "c_1", "tab:t")
     assert r"a\textbackslash{}b" in latex and r"x\textasciitilde{}y" in latex and "\\\\b" not in latex
 
@@ -411,3 +411,61 @@ def test_run_study_refuses_an_unknown_loader(capsys):
         _run_study_module().parse_args(["--loaders", "numpy,floppy"])
     assert exit_info.value.code == 2
     assert "unknown loader floppy" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- the HTML page
+def stored_outputs(path, mime):
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    return [output["data"][mime] for cell in notebook.cells if cell.cell_type == "code"
+            for output in cell.outputs if mime in output.get("data", {})]
+
+
+def a_run(tmp_path, conclusions: bool):
+    """A run folder holding the stored notebook 05 (and a small 06 with one table when ``conclusions``)."""
+    import shutil
+
+    import nbformat
+
+    from thesislib.paths import PROJECT_ROOT
+
+    run = tmp_path / "runs" / "20250101-000000"
+    (run / "notebooks").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "notebooks" / "05_results.ipynb", run / "notebooks")
+    if conclusions:
+        cell = nbformat.v4.new_code_cell("table", outputs=[nbformat.v4.new_output(
+            "execute_result", {"text/html": "<table><tr><td>chapter-4-cell</td></tr></table>"}, execution_count=1)])
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Conclusions chapter"), cell])
+        nbformat.write(notebook, run / "notebooks" / "06_conclusions.ipynb")
+    return run
+
+
+@pytest.mark.parametrize("conclusions", [False, True])
+def test_html_page_of_a_run_holds_every_table_and_figure_self_contained(tmp_path, conclusions):
+    import re
+
+    run = a_run(tmp_path, conclusions)
+    page = report.html_page(run)
+    html = page.read_text(encoding="utf-8")
+    assert page == run / "report.html"
+    notebook = run / "notebooks" / "05_results.ipynb"
+    figures, tables = stored_outputs(notebook, "image/png"), stored_outputs(notebook, "text/html")
+    assert len(figures) >= 4 and len(tables) >= 10
+    for png in figures:
+        assert f"data:image/png;base64,{''.join(png.split())[:200]}" in html
+    for table in tables:
+        cells = re.findall(r"<td>(.*?)</td>", "".join(table))
+        assert cells and all(cell in html for cell in cells[:6])
+    assert not re.search(r"""(src|href)=["']?https?:""", html)
+    assert ("Conclusions chapter" in html and "chapter-4-cell" in html) == conclusions
+
+
+def test_html_page_takes_the_newest_run_and_names_the_fix_without_one(tmp_path):
+    with pytest.raises(ThesisError, match="make run"):
+        report.html.newest_run(tmp_path / "runs")
+    run = a_run(tmp_path, False)
+    (tmp_path / "runs" / "20240101-000000" / "notebooks").mkdir(parents=True)
+    assert report.html.newest_run(tmp_path / "runs") == run
+    with pytest.raises(ThesisError, match="no notebooks/05_results.ipynb"):
+        report.html_page(tmp_path / "runs" / "20240101-000000")

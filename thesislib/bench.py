@@ -24,8 +24,6 @@ stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
 given to ``DIR/rank<R>-<split>.jsonl`` (one JSON line per batch: repeat, epoch, indices).
 """
 
-import csv
-import io
 import json
 import math
 import os
@@ -40,7 +38,6 @@ from pathlib import Path
 import torch
 
 from thesislib import __version__, distributed, pagecache
-from thesislib.atomic import write_atomic
 from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
@@ -49,16 +46,12 @@ from thesislib.loaders.sampler import check_batch_size, check_rank, check_seed, 
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
+from thesislib.progress import repeat_bar, wanted
+from thesislib.results import (COLUMNS, aggregate_rank_frame, aggregate_ranks, append_line,  # noqa: F401
+                               append_row, check_results_path)
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
-COLUMNS = (
-    "run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "scale", "precision",
-    "device", "model", "epochs", "batch_size", "num_workers", "seed", "repeat", "total_train_s",
-    "epoch_s_mean", "data_s_mean", "stall_pct", "images_per_s", "peak_ram_mb", "peak_vram_mb",
-    "gpu_util_pct", "cpu_util_pct", "train_loss", "val_acc", "cache_state", "cached_pct", "thesislib_version",
-    "world_size", "rank",
-)
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, N a GPU's index
 
 
@@ -206,7 +199,7 @@ class Run:
         pagecache.evict(self.files)
         distributed.barrier()
 
-    def measure(self) -> tuple:
+    def measure(self, on_batch=None) -> tuple:
         """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
         cache measure run before the profiler starts; later evictions are left out of its CPU figures."""
         if self.config.cold:
@@ -216,7 +209,7 @@ class Run:
             epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,
                          self.config.device, before_epoch=lambda epoch: self.evict_again(epoch, profiler),
                          after_epoch=lambda _: profiler.sample_memory(),
-                         first_batches=profiler.sample_soon)
+                         first_batches=profiler.sample_soon, on_batch=on_batch)
             resources = profiler.stop()
         return epochs, figures(epochs, resources)
 
@@ -248,6 +241,13 @@ def log_batches(loader, folder, repeat: int) -> None:
     except OSError as exc:
         raise ThesisError(f"THESISLIB_SAMPLE_LOG: cannot write {path} ({exc.strerror}): point it to a "
                           "writable folder or unset it") from exc
+    def log(indices) -> None:
+        append_line(path, json.dumps({"repeat": repeat, "epoch": loader.epoch, "indices": list(map(int, indices))})
+                    + "\n")
+
+    if hasattr(loader, "sample_log"):  # a streaming loader: it reports each batch's samples as it reads them
+        loader.sample_log = log
+        return
     batches = loader.batches
 
     def logged() -> list:
@@ -259,13 +259,16 @@ def log_batches(loader, folder, repeat: int) -> None:
     loader.batches = logged  # this loader only: its own iteration calls self.batches()
 
 
-def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "") -> dict:
+def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str = "",
+             bar: bool = False) -> dict:
     """One repeat of a validated ``config``: this rank's results row. Every rank builds its run before any
-    trains (a set-up error on one stops all)."""
+    trains (a set-up error on one stops all). ``bar``: a progress bar on stderr."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rank, world_size = distributed.rank_and_world()
-    with distributed.agreed(lambda: Run(config, store, repeat), release=Run.close) as run:
-        epochs, measured = run.measure()
+    label = f"repeat {repeat + 1}/{config.repeats}"
+    with distributed.agreed(lambda: Run(config, store, repeat), release=Run.close) as run, \
+            repeat_bar(run.train, config.epochs, label, bar) as on_batch:
+        epochs, measured = run.measure(on_batch)
     return {
         "run_id": run_id, "started_at": started, "git_commit": commit, "host": socket.gethostname(),
         "loader": config.loader, "store": store.name, "dataset": config.dataset, "scale": config.scale,
@@ -291,7 +294,8 @@ def run_protocol(config: BenchConfig, results=None, progress: bool = False) -> l
         if results is not None and main:
             append_environment(results, run_id, config.data_dir)
         for repeat in range(config.repeats):
-            ranks_rows = distributed.all_gather(run_once(config, store, repeat, run_id, commit))
+            bar = progress and main and wanted()
+            ranks_rows = distributed.all_gather(run_once(config, store, repeat, run_id, commit, bar=bar))
             rows.extend(ranks_rows)
             for row in ranks_rows if results is not None and main else ():
                 append_row(results, row)
@@ -309,54 +313,7 @@ def report_progress(rows: list, config: BenchConfig) -> None:
           f"{row['stall_pct']:.1f}%, train loss {row['train_loss']:.4f}", file=sys.stderr, flush=True)
 
 
-def total(column):
-    """The sum of a column's values; NaN if all are NaN (pandas' plain sum would give 0)."""
-    return column.sum(min_count=1)
-
-
-# How one repeat's rows (one per rank) combine into one: the protocol ends when the slowest rank ends,
-# throughput and memory add up over the ranks' processes, the longest data wait (and stall) is the
-# straggler's; the other columns (the run's settings) are the same on every rank: the first is kept.
-RANK_AGGREGATES = {
-    "total_train_s": "max", "epoch_s_mean": "max", "data_s_mean": "max", "stall_pct": "max",
-    "images_per_s": total, "peak_ram_mb": total, "peak_vram_mb": total, "gpu_util_pct": "mean",
-    "cpu_util_pct": total, "train_loss": "mean", "val_acc": "mean", "cached_pct": "mean",
-}
-
-
-def aggregate_ranks(rows) -> dict:
-    """One repeat's rows (dicts, one per rank) combined into one row (see :data:`RANK_AGGREGATES`), with
-    ``data_s_min`` (the shortest rank's data wait) beside ``data_s_mean`` (the longest), and no ``rank``."""
-    import pandas as pd
-
-    return aggregate_rank_frame(pd.DataFrame(list(rows))).iloc[0].to_dict()
-
-
-def aggregate_rank_frame(frame):
-    """A results frame with one row per (run_id, repeat): the rows of its ranks combined as
-    :func:`aggregate_ranks` does (rows of single-process runs pass unchanged, but for ``data_s_min``)."""
-    import pandas as pd
-
-    frame = frame.assign(rank=frame.get("rank", 0), world_size=frame.get("world_size", 1))
-    frame = frame.fillna({"rank": 0, "world_size": 1})  # rows written before the columns existed
-    keys = ["run_id", "repeat"]
-    how = {column: RANK_AGGREGATES.get(column, "first") for column in frame.columns
-           if column not in keys and column != "rank"}
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    combined = grouped.agg(how)
-    combined.insert(combined.columns.get_loc("data_s_mean") + 1, "data_s_min", grouped["data_s_mean"].min())
-    return pd.DataFrame(combined).reset_index()
-
-
 # ----------------------------------------------------------------------------------------- results file
-def check_results_path(results) -> Path:
-    path = project_path(results)
-    if path.suffix not in (".csv", ".parquet"):
-        raise ThesisError(f"--results {results}: the file must end in .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def env_path(results) -> Path:
     """``<results>.env.jsonl``: one JSON line per protocol run (its environment)."""
     path = Path(results)
@@ -368,59 +325,6 @@ def append_environment(results, run_id: str, data_dir) -> None:
 
     line = json.dumps({"run_id": run_id, **envinfo.environment(data_dir)}, default=str)
     append_line(env_path(results), line + "\n")
-
-
-def append_line(path: Path, text: str) -> None:
-    """Append ``text`` and flush it to the disk before returning."""
-    with open(path, "a", encoding="utf-8", newline="") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def cell(value) -> str:
-    """A CSV cell: NaN and None empty, floats in full precision."""
-    if value is None or isinstance(value, float) and math.isnan(value):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def append_row(results, row: dict) -> None:
-    """Append one row to a .csv (appended in place) or .parquet (rewritten atomically) results file."""
-    path = Path(results)
-    if path.suffix == ".csv" and csv_header(path) in (None, list(COLUMNS)):
-        write_csv_line(path, row, header=csv_header(path) is None)
-    else:
-        rewrite_with_row(path, row)
-
-
-def csv_header(path: Path):
-    """The header of an existing CSV file, or None for a missing or empty one."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    with open(path, newline="", encoding="utf-8") as file:
-        return next(csv.reader(file), None)
-
-
-def write_csv_line(path: Path, row: dict, header: bool) -> None:
-    lines = [list(COLUMNS)] if header else []
-    lines.append([cell(row.get(column)) for column in COLUMNS])
-    text = io.StringIO()
-    csv.writer(text).writerows(lines)
-    append_line(path, text.getvalue())
-
-
-def rewrite_with_row(path: Path, row: dict) -> None:
-    """Older rows plus ``row`` into a temporary file, renamed over ``path`` (Parquet, or a CSV of another
-    column set)."""
-    import pandas as pd
-
-    frame = pd.DataFrame([{column: row.get(column) for column in COLUMNS}])
-    if path.is_file() and path.stat().st_size:
-        old = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        frame = pd.concat([old, frame], ignore_index=True)
-    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False) if path.suffix == ".parquet"
-                 else frame.to_csv(tmp, index=False))
 
 
 # ------------------------------------------------------------------------------------- notebook 04

@@ -5,6 +5,7 @@ Models take float NCHW pixels in [0, 1]. ``none`` and ``sleep:MS`` are :class:`E
 training loop fetches and moves each batch, then waits instead of computing; they report no loss.
 """
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from thesislib.errors import ThesisError
 
 MODEL_NAMES = ("small", "resnet18", "none", "sleep:MS")
 OPTIMIZERS = ("sgd", "rmsprop")
+MAX_SLEEP_MS = 3_600_000   # an hour per batch; more (or inf) is a typo, and time.sleep overflows
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,9 @@ def parse_sleep(name: str) -> float:
         ms = float(text)
     except ValueError:
         ms = -1.0
-    if not ms >= 0:
-        raise ThesisError(f"--model {name!r}: sleep:MS needs MS, milliseconds per batch >= 0 (e.g. sleep:20)")
+    if not 0 <= ms <= MAX_SLEEP_MS:
+        raise ThesisError(f"--model {name!r}: sleep:MS needs MS, milliseconds per batch from 0 to "
+                          f"{MAX_SLEEP_MS} (e.g. sleep:20)")
     return ms / 1000
 
 
@@ -94,8 +97,8 @@ def check_optimizer(name: str, lr: float) -> str:
     """The optimizer's name in lower case; a ThesisError for an unknown name or a learning rate <= 0."""
     if str(name).lower() not in OPTIMIZERS:
         raise ThesisError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ThesisError(f"--lr must be a number > 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ThesisError(f"--lr must be a number > 0 and finite (e.g. 0.05), got {lr!r}")
     return str(name).lower()
 
 

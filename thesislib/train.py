@@ -82,7 +82,8 @@ def train_step(model, optimizer, images, labels) -> torch.Tensor:
     return loss.detach() * len(labels)
 
 
-def train_epoch(model, optimizer, loader, device, epoch: int = 0, first_batches=None) -> EpochResult:
+def train_epoch(model, optimizer, loader, device, epoch: int = 0, first_batches=None,
+                on_batch=None) -> EpochResult:
     """One pass over ``loader`` (after ``loader.set_epoch(epoch)``), timed; ``first_batches()`` is called
     when the first batches have arrived (see :func:`timed_batches`): the profiler then samples the
     loader's workers while they live."""
@@ -101,6 +102,8 @@ def train_epoch(model, optimizer, loader, device, epoch: int = 0, first_batches=
             loss_sum += train_step(model, optimizer, images, labels)
         synchronize(device)
         images_seen, batches = images_seen + len(labels), batches + 1
+        if on_batch is not None:  # a progress bar (thesislib.progress): images, the epoch's data wait so far
+            on_batch(len(labels), clock["data_s"])
     epoch_s = time.perf_counter() - start
     loss = math.nan if emulated or not images_seen else loss_sum.item() / images_seen
     return EpochResult(epoch, epoch_s, clock["data_s"], images_seen, batches, loss)
@@ -128,18 +131,18 @@ def evaluate(model, loader, device) -> float:
 
 
 def fit(model, optimizer, train_loader, val_loader, epochs: int, device, before_epoch=None,
-        after_epoch=None, first_batches=None) -> list:
+        after_epoch=None, first_batches=None, on_batch=None) -> list:
     """``epochs`` epochs of training, each followed by validation; returns one EpochResult per epoch.
 
     ``before_epoch(epoch)`` runs before each epoch's timer starts (``bench --cold`` evicts the page cache
     there); ``after_epoch(result)`` after its validation; ``first_batches()`` as each epoch's first
-    batches have arrived (see :func:`timed_batches`).
+    batches have arrived (see :func:`timed_batches`); ``on_batch(images, data_s)`` after each training batch.
     """
     results = []
     for epoch in range(epochs):
         if before_epoch is not None:
             before_epoch(epoch)
-        result = train_epoch(model, optimizer, train_loader, device, epoch, first_batches)
+        result = train_epoch(model, optimizer, train_loader, device, epoch, first_batches, on_batch)
         if val_loader is not None:
             result.val_acc = evaluate(model, val_loader, device)
         results.append(result)

@@ -24,6 +24,8 @@ CLASS_LOADERS = {  # name -> (its class, its default store); one line per loader
     "dali": ("thesislib.loaders.dali:DaliLoader", "files-jpeg"),
     "cupy": ("thesislib.loaders.cupy:CupyLoader", "npy-uint8"),
     "memory": ("thesislib.loaders.memory:MemoryLoader", "npy-uint8"),
+    "tfdata": ("thesislib.loaders.tfdata:TfDataLoader", "tfrecord"),
+    "webdataset": ("thesislib.loaders.webdataset:WebDatasetLoader", "webdataset"),
 }
 
 

@@ -27,6 +27,8 @@ FORMATS = {  # manifest kind -> format module: one line per format, in the repor
     "zarr": "thesislib.stores.zarr",
     "lmdb": "thesislib.stores.lmdb",
     "parquet": "thesislib.stores.parquet",
+    "tfrecord": "thesislib.stores.tfrecord",
+    "webdataset": "thesislib.stores.webdataset",
 }
 
 

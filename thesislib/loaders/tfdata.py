@@ -1,0 +1,119 @@
+"""``tfdata``: TensorFlow's own input pipeline over the ``tfrecord`` store, handing batches to PyTorch.
+
+The pipeline TensorFlow's image models use (the supervisor's "PyTorch Datasets vs TFRecord" question):
+this rank's shard files (in the epoch's seeded order, see :func:`~thesislib.loaders.streaming.
+assigned_shards`), ``interleave`` of one ``TFRecordDataset`` per file (4 at once, parallel, AUTOTUNE;
+one at a time, in index order, when ``shuffle`` is False), a ``shuffle`` buffer of serialized records
+(before decoding, as TensorFlow's performance guide advises: small entries),
+``map`` of ``parse_single_example`` + ``decode_jpeg`` (AUTOTUNE; ``dct_method="INTEGER_ACCURATE"``, the
+IDCT Pillow uses, so the pixels equal the ``files`` loader's on ``files-jpeg``), ``batch`` and
+``prefetch(AUTOTUNE)``. Each batch reaches PyTorch through DLPack (no copy): NHWC uint8 images, int64
+labels, on the CPU.
+
+Not in the sampler's order (the contract exempts streaming loaders), but every sample exactly once per
+epoch, with its label. TensorFlow is imported only when the loader is made (it takes seconds), with its C++
+logging quietened. Parameters: see :class:`~thesislib.loaders.streaming.StreamingLoader`; ``num_workers``
+is the size of the pipeline's private thread pool (0: TensorFlow's default, one thread per core), since
+tf.data parallelises with threads, not processes; ``pin_memory`` is unused.
+"""
+
+import importlib.util
+
+import numpy as np
+import torch
+
+from thesislib.errors import ThesisError
+from thesislib.loaders.streaming import StreamingLoader
+from thesislib.stores import shards
+from thesislib.stores import tfrecord as store_format
+
+CYCLE_LENGTH = 4  # shard files read at once by interleave
+
+
+def buffer_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def to_torch(tf, tensor) -> torch.Tensor:
+    """A TensorFlow CPU tensor as a PyTorch tensor sharing its memory (DLPack)."""
+    return torch.from_dlpack(tf.experimental.dlpack.to_dlpack(tensor))
+
+
+class TfDataLoader(StreamingLoader):
+    name = "tfdata"
+    store_kinds = ("tfrecord",)
+    default_store = "tfrecord"
+
+    def __init__(self, store, split, **kwargs):
+        super().__init__(store, split, **kwargs)
+        self.paths = store_format.split_shards(store, self.split)
+        self.starts = shards.shard_bounds(store.count(self.split), len(self.paths))
+        self.shard_sizes = np.diff(self.starts)
+        self.rank_shards()  # too few shards for the ranks: said now
+        self.tf = store_format.import_tensorflow()
+
+    @property
+    def readers(self) -> int:
+        return 1  # one tf.data pipeline per rank, batching the rank's whole stream
+
+    @classmethod
+    def unavailable_reason(cls):
+        if importlib.util.find_spec("tensorflow") is None:
+            return "needs TensorFlow: pip install tensorflow-cpu (a dependency of the project)"
+        return None
+
+    def pipeline(self):
+        """This epoch's ``tf.data.Dataset`` on this rank: batches of (images, labels, sample indices)."""
+        tf, autotune, chosen = self.tf, self.tf.data.AUTOTUNE, self.rank_shards()
+        files = tf.data.Dataset.from_tensor_slices(([str(self.paths[s]) for s in chosen],
+                                                    self.starts[chosen].astype(np.int64)))
+        cycle = min(CYCLE_LENGTH, len(chosen)) if self.shuffle else 1  # unshuffled: in index order
+        records = files.interleave(numbered_records(tf), cycle_length=cycle, num_parallel_calls=autotune)
+        if self.shuffle:
+            records = records.shuffle(self.shuffle_buffer, seed=buffer_seed(self.seed, self.epoch, self.rank))
+        batches = records.map(decode_record(tf), num_parallel_calls=autotune).batch(self.batch_size)
+        options = tf.data.Options()
+        if self.num_workers:
+            options.threading.private_threadpool_size = self.num_workers
+        return batches.prefetch(autotune).with_options(options)
+
+    def samples(self):
+        try:
+            for images, labels, indices in self.pipeline():
+                yield to_torch(self.tf, images), to_torch(self.tf, labels), to_torch(self.tf, indices)
+        except self.tf.errors.OpError as exc:
+            raise self.damaged_shard(exc) from exc
+
+    def damaged_shard(self, exc) -> ThesisError:
+        """The error naming the shard TensorFlow failed on, found by reading this rank's shards with the
+        ``tfrecord`` reader (which checks each record's CRCs and names the file)."""
+        reader = self.store.reader(self.split)
+        try:
+            for shard in self.rank_shards():
+                reader.read(np.arange(self.starts[shard], self.starts[shard + 1]))
+        except ThesisError as found:
+            return found
+        finally:
+            reader.close()
+        message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+        return ThesisError(f"TensorFlow cannot read the tfrecord store {self.store.path} ({message}): delete it "
+                           "and run `python -m thesislib prepare` again")
+
+
+def numbered_records(tf):
+    """interleave's function: (file, index of its first sample) -> (sample index, serialized record)."""
+    def records(path, start):
+        return tf.data.TFRecordDataset(path).enumerate().map(lambda i, record: (start + i, record))
+    return records
+
+
+def decode_record(tf):
+    """map's function: (sample index, record) -> (image uint8 (H, W, 3), label int64, sample index)."""
+    features = {store_format.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+                store_format.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+    def decode(index, record):
+        example = tf.io.parse_single_example(record, features)
+        image = tf.io.decode_jpeg(example[store_format.IMAGE_KEY], channels=3, dct_method="INTEGER_ACCURATE")
+        return image, example[store_format.LABEL_KEY], index
+    return decode

@@ -1,0 +1,317 @@
+"""``tfrecord``: TFRecord shards of ``tf.train.Example`` records, as TensorFlow's image pipelines write them.
+
+Layout: ``<split>-%06d.tfrecord`` (consecutive samples, see :mod:`thesislib.stores.shards`) and beside each
+``<split>-%06d.idx``, one line ``<offset> <length>`` per record: the index format of DALI's
+``fn.readers.tfrecord`` and of the ``tfrecord`` package (``tfrecord2idx``), so a reader can seek to any
+record. A record is ``[uint64 length][uint32 masked CRC-32C of length][data][uint32 masked CRC-32C of data]``
+(little endian); ``data`` is a ``tf.train.Example`` with the keys of TensorFlow's image pipelines:
+``image/encoded`` (the ``files-jpeg`` store's bytes) and ``image/class/label`` (int64).
+
+Writing and the random-access reader need no TensorFlow (the two protobuf messages are encoded and parsed
+here, the CRC is ``google-crc32c``); :func:`read_back` reads a split with TensorFlow's own tools,
+``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``, and is the only place here that imports it.
+"""
+
+import importlib
+import io
+import os
+import struct
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from thesislib.errors import ThesisError
+from thesislib.stores import shards
+from thesislib.stores.base import Reader, StoreSpec, damaged
+
+KIND = "tfrecord"
+STORES = [StoreSpec("tfrecord", KIND, "uint8", "jpeg", lossless=False)]
+LOADER = "tfrecord"  # random access through the offset indexes; the ``tfdata`` loader streams the shards
+IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
+RECORD_OVERHEAD = 16 + 60  # framing + the Example's keys and lengths, for the shard-size estimate
+
+
+def shard_path(store_dir, split: str, shard: int) -> Path:
+    return Path(store_dir) / f"{split}-{shard:06d}.tfrecord"
+
+
+def index_path(store_dir, split: str, shard: int) -> Path:
+    return Path(store_dir) / f"{split}-{shard:06d}.idx"
+
+
+# -- the record framing ------------------------------------------------------------------------------------
+
+def masked_crc(data) -> int:
+    """TFRecord's masked CRC-32C."""
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(data: bytes) -> bytes:
+    """One TFRecord record holding ``data``."""
+    length = struct.pack("<Q", len(data))
+    return b"".join([length, struct.pack("<I", masked_crc(length)), data, struct.pack("<I", masked_crc(data))])
+
+
+def unframe(record: bytes) -> bytes:
+    """The data of one whole record; ValueError if it is short or a checksum fails."""
+    if len(record) < 16:
+        raise ValueError(f"{len(record)} bytes, a record has at least 16")
+    (length,), (length_crc,) = struct.unpack_from("<Q", record), struct.unpack_from("<I", record, 8)
+    if masked_crc(record[:8]) != length_crc or 16 + length != len(record):
+        raise ValueError("its length field is damaged or the record is truncated")
+    data = record[12:12 + length]
+    if masked_crc(data) != struct.unpack_from("<I", record, 12 + length)[0]:
+        raise ValueError("its data fails the CRC-32C check")
+    return data
+
+
+# -- tf.train.Example, the two fields used (protobuf wire format) ------------------------------------------
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature_entry(key: str, feature: bytes) -> bytes:
+    return _field(1, _field(1, key.encode()) + _field(2, feature))  # Features.feature map entry
+
+
+def encode_example(jpeg: bytes, label: int) -> bytes:
+    """A serialized ``tf.train.Example`` with ``image/encoded`` and ``image/class/label``."""
+    image = _field(1, _field(1, jpeg))                    # Feature.bytes_list.value
+    label_feature = _field(3, _field(1, _varint(int(label))))  # Feature.int64_list.value (packed)
+    return _field(1, _feature_entry(IMAGE_KEY, image) + _feature_entry(LABEL_KEY, label_feature))
+
+
+def _read_varint(data: bytes, pos: int) -> tuple:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes):
+    """Yield ``(field number, payload)`` of a protobuf message (varint and length-delimited fields)."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        if key & 7 == 0:
+            value, pos = _read_varint(data, pos)
+        elif key & 7 == 2:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos:pos + length], pos + length
+        else:
+            raise ValueError(f"unexpected protobuf wire type {key & 7}")
+        yield key >> 3, value
+
+
+def _first(data: bytes, number: int):
+    return next(value for field, value in _fields(data) if field == number)
+
+
+def parse_example(data: bytes) -> tuple:
+    """(JPEG bytes, label) of a serialized Example; ValueError if a key is missing or malformed."""
+    features = {}
+    for entry in (value for field, value in _fields(_first(data, 1)) if field == 1):
+        entry_fields = dict(_fields(entry))
+        features[bytes(entry_fields[1]).decode()] = entry_fields[2]
+    try:
+        jpeg = _first(_first(features[IMAGE_KEY], 1), 1)
+        labels = _first(features[LABEL_KEY], 3)
+        packed = _first(labels, 1)
+        label = packed if isinstance(packed, int) else _read_varint(packed, 0)[0]
+    except (KeyError, StopIteration, IndexError) as exc:
+        raise ValueError(f"the Example lacks {IMAGE_KEY} or {LABEL_KEY}") from exc
+    return bytes(jpeg), label
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+
+def write_split(store_dir, spec, split: str, images, labels, classes=None, progress=None) -> dict:
+    """Write a split as shards plus their indexes; return ``shards`` (their count) and
+    ``jpeg_files_sha256``, the SHA-256 of the JPEGs' digests: ``files-jpeg``'s ``files_sha256``."""
+    count = shards.shard_count(len(labels), shards.estimate_bytes(images, RECORD_OVERHEAD))
+    bounds = shards.shard_bounds(len(labels), count)
+    jpegs, digest = shards.jpeg_bytes(images), shards.JpegDigest()
+    for shard in range(count):
+        offsets = []
+        with open(shard_path(store_dir, split, shard), "wb") as file:
+            for sample in range(bounds[shard], bounds[shard + 1]):
+                jpeg = next(jpegs)
+                digest.update(jpeg)
+                offsets.append((file.tell(), file.write(frame(encode_example(jpeg, labels[sample])))))
+                if progress is not None:
+                    progress.update(1)
+        index_path(store_dir, split, shard).write_text("".join(f"{o} {n}\n" for o, n in offsets))
+    return {"shards": count, "jpeg_files_sha256": digest.hexdigest()}
+
+
+def layout(spec, shape) -> dict:
+    return {"format": "TFRecord shards <split>-%06d.tfrecord of tf.train.Example (image/encoded: the files-jpeg "
+                      "bytes, image/class/label: int64), each with an index <split>-%06d.idx of "
+                      "'<offset> <length>' per record", "codec": "jpeg", "lossless": False,
+            "shard_bytes": shards.SHARD_BYTES, "min_shards": shards.MIN_SHARDS}
+
+
+def data_files(store_dir) -> list:
+    return sorted([*Path(store_dir).glob("*.tfrecord"), *Path(store_dir).glob("*.idx")])
+
+
+def split_shards(store, split: str) -> list:
+    """The split's shard files in shard order (their count from the manifest), checked to exist."""
+    count = int(store.manifest["checksums"][split]["shards"])
+    paths = [shard_path(store.path, split, shard) for shard in range(count)]
+    shards.check_shards([path for shard in range(count) for path in (paths[shard], index_path(
+        store.path, split, shard))], f"shard of {split}")
+    return paths
+
+
+# -- random access -----------------------------------------------------------------------------------------
+
+def decode_jpeg(data: bytes, where: str) -> np.ndarray:
+    """The pixels of JPEG bytes as (H, W, 3) uint8, decoded as the ``files`` loader decodes ``files-jpeg``
+    (Pillow, converted to RGB); a ThesisError naming ``where``."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise damaged(where, f"holds a corrupt JPEG ({exc})") from exc
+
+
+def read_index(path, expected: int) -> np.ndarray:
+    """The (offset, length) rows of one ``.idx`` file, checked to list ``expected`` records."""
+    try:
+        rows = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise damaged(path, f"is not a readable record index ({exc})") from exc
+    if rows.shape != (expected, 2):
+        raise damaged(path, f"lists {len(rows)} records, the manifest's cut of the split says {expected}")
+    return rows
+
+
+def open_shard(path, index, expected: int) -> tuple:
+    """(file descriptor, index rows) of one shard, checked: its index lists ``expected`` records and the
+    file is as long as the index says."""
+    rows = read_index(index, expected)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise damaged(path, f"cannot be opened ({exc.strerror})") from exc
+    if os.fstat(fd).st_size != rows[-1].sum():
+        os.close(fd)
+        raise damaged(path, f"is {os.path.getsize(path)} bytes, its index says {rows[-1].sum()} (truncated?)")
+    return fd, rows
+
+
+class RecordReader(Reader):
+    """Random access to a split's records by sample index, through the offset indexes: one ``pread`` per
+    record (the batch's sorted indices walk each shard forward), both CRCs checked, the JPEG decoded by
+    Pillow as ``files`` decodes ``files-jpeg``."""
+
+    def __init__(self, store, split):
+        super().__init__(store, split)
+        self.paths = split_shards(store, split)
+        self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
+
+    def open(self):
+        sizes = np.diff(self.starts)
+        return [open_shard(path, index_path(self.path, self.split, shard), sizes[shard])
+                for shard, path in enumerate(self.paths)]
+
+    def close_handle(self, handle) -> None:
+        for fd, _ in handle:
+            os.close(fd)
+
+    def record(self, handle, index: int) -> tuple:
+        """(JPEG bytes, label) of sample ``index``."""
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        fd, rows = handle[shard]
+        offset, length = rows[index - self.starts[shard]]
+        try:
+            return parse_example(unframe(os.pread(fd, int(length), int(offset))))
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise damaged(self.paths[shard], f"holds a corrupt record at byte {offset} (sample {index}: {exc})"
+                          ) from exc
+
+    def read_from(self, handle, indices) -> tuple:
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        labels = np.empty(len(indices), dtype=np.int64)
+        for row, index in enumerate(indices):
+            jpeg, labels[row] = self.record(handle, int(index))
+            images[row] = self.checked(decode_jpeg(jpeg, f"sample {index} of {self.path}"), index)
+        return images, labels
+
+    def checked(self, image, index) -> np.ndarray:
+        if image.shape != self.shape[1:]:
+            raise damaged(f"sample {index} of {self.path}", f"is {image.shape[1]}x{image.shape[0]}, the store's "
+                          f"images are {self.shape[2]}x{self.shape[1]}")
+        return image
+
+
+def reader(store, split: str) -> RecordReader:
+    return RecordReader(store, split)
+
+
+def unavailable_reason():
+    return None
+
+
+# -- reading back with TensorFlow --------------------------------------------------------------------------
+
+def import_tensorflow():
+    """TensorFlow, imported with its C++ logging quietened (only when a TensorFlow path is used: it takes
+    seconds to import). The oneDNN notice is printed before TF_CPP_MIN_LOG_LEVEL applies, so the oneDNN
+    graph rewrites (float math only; none in a data pipeline) are switched off unless the user chose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # PyTorch's compiler stack (torch._dynamo: imported by torchvision.ops and torch.compile) crashes the
+    # process with a segmentation fault when it is first imported after TensorFlow (their native libraries
+    # clash); imported before, both work. So it is imported first.
+    importlib.import_module("torch._dynamo")
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ThesisError(f"TensorFlow is not installed ({exc}): `pip install tensorflow-cpu` "
+                          "(the project's dependencies include it)") from exc
+    return tf
+
+
+def read_back_records(store_dir, split: str) -> tuple:
+    """(JPEG bytes per sample, labels int64) of a split in stored order, read with TensorFlow alone:
+    ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``."""
+    tf = import_tensorflow()
+    files = sorted(str(path) for path in Path(store_dir).glob(f"{split}-*.tfrecord"))
+    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+    examples = [tf.io.parse_single_example(record, features) for record in tf.data.TFRecordDataset(files)]
+    return ([example["image/encoded"].numpy() for example in examples],
+            np.array([int(example["image/class/label"]) for example in examples], dtype=np.int64))
+
+
+def read_back(store_dir, split: str) -> tuple:
+    """(images (N, H, W, 3) uint8, labels int64) of a split, read and decoded by TensorFlow alone
+    (``tf.io.decode_jpeg`` with ``dct_method="INTEGER_ACCURATE"``: libjpeg's default, which Pillow uses)."""
+    tf = import_tensorflow()  # ``import tensorflow``, after PyTorch's compiler (see import_tensorflow)
+    files = sorted(str(path) for path in Path(store_dir).glob(f"{split}-*.tfrecord"))
+    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+    images, labels = [], []
+    for record in tf.data.TFRecordDataset(files):
+        example = tf.io.parse_single_example(record, features)
+        images.append(tf.io.decode_jpeg(example["image/encoded"], channels=3, dct_method="INTEGER_ACCURATE"))
+        labels.append(example["image/class/label"])
+    return np.stack(images), np.array(labels, dtype=np.int64)
