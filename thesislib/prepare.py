@@ -2,7 +2,10 @@
 
 A finished store has ``manifest.json`` (written last, inside the temporary folder, before the rename), so an
 interrupted run never leaves a store that looks complete. Running ``prepare`` again skips the stores whose
-manifest matches the request (dataset, source, scale, seed) and (re)builds only the others.
+manifest matches the request (dataset, source, scale, seed) and (re)builds only the others. One ``prepare``
+builds a store at a time (a lock per store; a second one waits, then skips what the first finished), the
+leftovers of dead runs are removed, and a store that cannot fit on the disk is refused before it is written
+(:mod:`thesislib.stores.building`).
 """
 
 import errno
