@@ -2,7 +2,10 @@
 
 A finished store has ``manifest.json`` (written last, inside the temporary folder, before the rename), so an
 interrupted run never leaves a store that looks complete. Running ``prepare`` again skips the stores whose
-manifest matches the request (dataset, source, scale, seed) and (re)builds only the others.
+manifest matches the request (dataset, source, scale, seed) and (re)builds only the others. One ``prepare``
+builds a store at a time (a lock per store; a second one waits, then skips what the first finished), the
+leftovers of dead runs are removed, and a store that cannot fit on the disk is refused before it is written
+(:mod:`thesislib.stores.building`).
 """
 
 import errno
@@ -20,6 +23,7 @@ from thesislib.datasets import SPLITS, check_scale, get_dataset
 from thesislib.errors import ThesisError
 from thesislib.sources import SourceData, load_source
 from thesislib.stores import file_sha256, format_of, get_store_spec, parse_store_list, store_path
+from thesislib.stores.building import check_free_space, estimated_bytes, remove_stale, store_lock
 from thesislib.stores.manifest import MANIFEST, array_checksum, read_manifest, write_manifest
 
 
@@ -59,7 +63,11 @@ def prepare(dataset: str, source="synthetic", scale: float = 1.0, stores=("npy-u
         data = load_source(dataset, source, scale, seed, progress=progress)
         checksums = source_checksums(data)
         for name in todo:
-            build_store(paths[name], name, data, {**request, "source_checksums": checksums}, progress)
+            with store_lock(paths[name]):  # one prepare per store at a time; a second one waits here
+                if not force and is_current(paths[name], request):
+                    tqdm.write(f"{dataset}/{name}: prepared by another run meanwhile, skipped")
+                    continue
+                build_store(paths[name], name, data, {**request, "source_checksums": checksums}, progress)
     return paths
 
 
@@ -82,10 +90,11 @@ def source_checksums(data: SourceData) -> dict:
 
 
 def build_store(final: Path, name: str, data: SourceData, fields: dict, progress: bool) -> Path:
-    """Write store ``name`` into a temporary folder beside ``final``, then rename it into place."""
+    """Write store ``name`` into a temporary folder beside ``final``, then rename it into place (the caller
+    holds the store's lock: :func:`thesislib.stores.building.store_lock`)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(final)
+    check_free_space(final.parent, estimated_bytes(get_store_spec(name), data.splits), f"{data.dataset}/{name}")
     tmp = final.parent / f".{name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:

@@ -308,7 +308,7 @@ class DaliLoader(Loader):
         if self._labels is not None:
             return
         if self.store.kind == "files":
-            self._paths, self._labels = imagefiles.list_files(self.store.path, self.split)
+            self._paths, self._labels = imagefiles.list_files(self.store.path, self.split, self.store.classes)
             return
         self._images, self._labels = self.store.format.mapped_split(self.store, self.split)
 

@@ -1,7 +1,8 @@
 """``memory``: "load everything if it fits": the whole split read into RAM (or VRAM on a GPU) up front.
 
 Reads an npy store. Before reading it checks that the split fits with a margin (:data:`RAM_SHARE` of the
-available RAM, :data:`VRAM_SHARE` of the free GPU memory) and refuses with a ThesisError otherwise. Batches
+available RAM, the host's or the memory cgroup's limit minus its usage, whichever is smaller;
+:data:`VRAM_SHARE` of the free GPU memory) and refuses with a ThesisError otherwise. Batches
 are then gathered from the resident tensor on its device; ``num_workers`` is not used (nothing to read).
 On the CPU, ``pin_memory`` (with a CUDA GPU present) copies each batch into page-locked memory, as
 PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
@@ -26,11 +27,57 @@ def split_bytes(store, split) -> int:
     return int(np.prod(shape)) * np.dtype(store.dtype).itemsize + shape[0] * 8
 
 
+CGROUP = "/sys/fs/cgroup"
+CGROUP_FILES = (("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+                ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                 "total_inactive_file"))                                           # cgroup v1
+
+
+def read_number(path):
+    """The integer in a cgroup file; None if the file is absent, unreadable or says ``max`` (no limit)."""
+    try:
+        text = open(path).read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def stat_value(path, key: str) -> int:
+    """``key``'s number in a cgroup's ``memory.stat`` (0 if absent)."""
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return 0
+    return next((int(value) for name, _, value in (line.partition(" ") for line in lines)
+                 if name == key and value.isdigit()), 0)
+
+
+def cgroup_available(root=CGROUP):
+    """Bytes this process's memory cgroup still allows: its limit minus its usage (without the inactive
+    page cache, which the kernel reclaims before it kills); None without a limit.
+
+    A container's limit is not the host's free memory: psutil sees the host, the kernel kills the process
+    at the cgroup's limit. v2 (``memory.max``) is read first, then v1 (``memory.limit_in_bytes``; a v1
+    cgroup without a limit reports a huge number, which the host's free memory then undercuts)."""
+    for limit_file, usage_file, stat_file, inactive_key in CGROUP_FILES:
+        limit = read_number(f"{root}/{limit_file}")
+        if limit is not None:
+            usage = (read_number(f"{root}/{usage_file}") or 0) - stat_value(f"{root}/{stat_file}", inactive_key)
+            return max(0, limit - max(0, usage))
+    return None
+
+
+def available_ram(cgroup_root=CGROUP) -> int:
+    """Bytes of RAM available now: the smaller of the host's (psutil) and the memory cgroup's."""
+    host, container = psutil.virtual_memory().available, cgroup_available(cgroup_root)
+    return host if container is None else min(host, container)
+
+
 def free_bytes(device) -> int:
     """Bytes that may be used on ``device`` (a share of what is available there now)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0] * VRAM_SHARE)
-    return int(psutil.virtual_memory().available * RAM_SHARE)
+    return int(available_ram() * RAM_SHARE)
 
 
 def check_fits(store, split, device) -> int:

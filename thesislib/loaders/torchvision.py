@@ -23,7 +23,20 @@ EXTENSIONS = tuple(f".{codec.ext}" for codec in imagefiles.CODECS.values())
 
 
 def is_image_file(path: str) -> bool:
-    return path.lower().endswith(EXTENSIONS)
+    return path.lower().endswith(EXTENSIONS) and not imagefiles.is_hidden(Path(path).name)
+
+
+class StoreImageFolder(ImageFolder):
+    """ImageFolder whose classes are the store manifest's (folder ``<label:03d>_<class>`` -> label), not the
+    sorted folder names: a hidden folder (``.ipynb_checkpoints``) is ignored, a foreign one refused."""
+
+    def __init__(self, root, classes, **kwargs):
+        self.manifest_classes = list(classes)
+        super().__init__(root, **kwargs)
+
+    def find_classes(self, directory):
+        labels = imagefiles.class_labels(Path(directory).parent, Path(directory).name, self.manifest_classes)
+        return list(labels), labels
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -63,8 +76,8 @@ class TorchvisionLoader(Loader):
     def __init__(self, store, split, **kwargs):
         super().__init__(store, split, **kwargs)
         checked_decode = functools.partial(imagefiles.decode_checked, shape=store.shape(split)[1:])  # size checked per image
-        self.dataset = ImageFolder(str(store.path / split), loader=checked_decode, transform=to_tensor,
-                                   is_valid_file=is_image_file, allow_empty=True)
+        self.dataset = StoreImageFolder(str(store.path / split), store.classes, loader=checked_decode,
+                                        transform=to_tensor, is_valid_file=is_image_file, allow_empty=True)
         check_count(store.path / split, len(self.dataset), self.num_samples)
         self.positions = positions_by_index(self.dataset)
 

@@ -131,6 +131,7 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
     """The finished store ``store`` of ``dataset``; a ThesisError naming the ``prepare`` to run if missing
     (``hint``: that command, when the caller knows more of it than the dataset, store and folder)."""
     from thesislib.datasets import get_dataset
+    from thesislib.stores.integrity import check_manifest_schema, check_regular_files
     from thesislib.stores.manifest import read_manifest
 
     get_dataset(dataset)
@@ -140,7 +141,8 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
         state = "is incomplete (no manifest.json)" if remote.exists(path) else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
-    manifest = read_manifest(path, dataset=dataset, store=store)
+    manifest = check_manifest_schema(path / "manifest.json", read_manifest(path, dataset=dataset, store=store))
+    check_regular_files(path)
     if manifest.get("kind", spec.kind) != spec.kind:
         command = hint or prepare_command(dataset, store, data_dir)
         raise ThesisError(f"{remote.join(path, 'manifest.json')} says kind={manifest.get('kind')!r}, store "

@@ -64,11 +64,16 @@ class StoreSpec:
     lossless: bool = True
 
 
+def quote(exc) -> str:
+    """A library's error text on one line (HDF5's and zarr's messages may span several)."""
+    return " ".join(str(exc).split())
+
+
 def damaged(path, problem: str) -> ThesisError:
     """The error for a store file that is missing, truncated or corrupt: names it and the fix.
 
     Raise it ``from`` the library's exception."""
-    return ThesisError(f"{path} {problem}: the store is damaged; delete its folder and run "
+    return ThesisError(f"{path} {quote(problem)}: the store is damaged; delete its folder and run "
                        "`python -m thesislib prepare` again (or `prepare --force`)")
 
 
@@ -96,6 +101,7 @@ class Reader:
         self.split = split
         self.shape = tuple(store.shape(split))
         self.dtype = store.dtype
+        self.num_classes = len(store.classes)
         self.handle = None
 
     def open(self):
@@ -114,6 +120,13 @@ class Reader:
         """Open and close once, so that a missing or damaged file is named when a loader is made."""
         self.handle = self.open()
         self.close()
+
+    def checked_labels(self, path, labels):
+        """``labels`` if each is a class of the store; else a ThesisError naming ``path`` (see
+        :func:`thesislib.stores.integrity.check_labels`)."""
+        from thesislib.stores.integrity import check_labels
+
+        return check_labels(path, labels, self.num_classes)
 
     def close(self) -> None:
         handle, self.handle = self.handle, None

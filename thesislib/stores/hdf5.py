@@ -16,7 +16,7 @@ import numpy as np
 
 from thesislib import remote
 from thesislib.errors import ThesisError
-from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.base import Reader, StoreSpec, quote
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
@@ -66,7 +66,7 @@ def check_split(path, split: str, images_shape, labels_count: int, shape=None) -
 
 
 def corrupt(path, split, exc) -> ThesisError:
-    return ThesisError(f"cannot read /{split} of {path} ({exc}): the file is truncated or corrupt; delete its "
+    return ThesisError(f"cannot read /{split} of {path} ({quote(exc)}): the file is truncated or corrupt; delete its "
                        "store folder and run `python -m thesislib prepare` again")
 
 
@@ -97,14 +97,19 @@ class Hdf5Reader(Reader):
         self.file = remote.join(self.path, FILE)
 
     def open(self):
-        return open_split(self.file, self.split, self.shape)
+        file, images, labels = open_split(self.file, self.split, self.shape)
+        try:
+            return file, images, self.checked_labels(f"{self.file}:/{self.split}/labels", labels)
+        except ThesisError:
+            file.close()
+            raise
 
     def read_from(self, handle, indices):
         _, images, labels = handle
         try:
             return images[indices], labels[indices]
         except OSError as exc:
-            raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({exc}): the file is "
+            raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({quote(exc)}): the file is "
                               "corrupt; delete its store folder and run prepare again") from exc
 
     def close_handle(self, handle) -> None:

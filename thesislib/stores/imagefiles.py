@@ -12,7 +12,6 @@ index.
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from PIL import Image, UnidentifiedImageError
 from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.manifest import read_manifest
+from thesislib.stores.pool import encoding_pool, map_ordered
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ STORES = [StoreSpec(f"files-{name}", KIND, "uint8", name, codec.lossless) for na
 LOADER = "files"
 READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 SAMPLE_FILES = True  # one file per sample: the statistics report file sizes
-CHUNK = 256  # images per task handed to a worker process
+CHUNK = 256  # images per task handed to a worker process, at most
+CHUNK_BYTES = 4 << 20  # pixels per task, at most: Ctrl-C waits for the running tasks only (stores/pool.py)
 
 
 def class_folder(label: int, name: str) -> str:
@@ -109,14 +111,20 @@ def write_files(store_dir: Path, split: str, images, labels, classes, codec: str
     paths = file_paths(store_dir, split, labels, classes, codec)
     for label, name in enumerate(classes):
         (store_dir / split / class_folder(label, name)).mkdir(parents=True, exist_ok=True)
-    tasks = ((paths[i:i + CHUNK], images[i:i + CHUNK], codec) for i in range(0, len(paths), CHUNK))
+    step = chunk_size(images)
+    tasks = ((paths[i:i + step], images[i:i + step], codec) for i in range(0, len(paths), step))
     total = hashlib.sha256()
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for digests in pool.map(_write_chunk, tasks):
+    with encoding_pool() as pool:  # Ctrl-C: workers ignore it, the parent cancels (see stores/pool.py)
+        for digests in map_ordered(pool, _write_chunk, tasks):
             total.update(b"".join(digests))
             if progress is not None:
                 progress.update(len(digests))
     return total.hexdigest()
+
+
+def chunk_size(images) -> int:
+    """Images per encoding task: :data:`CHUNK`, fewer for large images (at most :data:`CHUNK_BYTES`)."""
+    return max(1, min(CHUNK, CHUNK_BYTES // max(1, int(np.prod(images.shape[1:])))))
 
 
 def sample_index(file_name: str):
@@ -125,39 +133,89 @@ def sample_index(file_name: str):
     return int(stem) if stem.isdigit() else None
 
 
-def class_listing(root, split: str, listed=None) -> list:
-    """[(class folder name, [its file names])] of the split folder ``root``, folders sorted: scanned, or for a
-    store at a URL (which need not list folders) taken from its manifest's file names ``listed``."""
-    if listed is not None:
-        found = {}
-        for name in listed:
-            parts = name.split("/")
-            if len(parts) == 3 and parts[0] == split:
-                found.setdefault(parts[1], []).append(parts[2])
-        return sorted(found.items())
-    return [(folder, [entry.name for entry in os.scandir(root / folder)])
-            for folder in sorted(entry.name for entry in os.scandir(root) if entry.is_dir())]
+def is_hidden(name: str) -> bool:
+    """Hidden entries (``.ipynb_checkpoints``, ``.DS_Store``) are not part of a store: tools make them."""
+    return name.startswith(".")
 
 
-def list_files(store_dir, split: str, listed=None) -> tuple:
-    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders (or,
-    at a URL, in ``listed``: the manifest's file names)."""
-    root = remote.join(store_dir, split) if remote.is_url(store_dir) else Path(store_dir) / split
-    if not remote.is_url(root) and not root.is_dir():
+def class_labels(store_dir, split: str, classes) -> dict:
+    """{class folder name: label} of a split, from the manifest's ``classes`` (folder
+    ``<label:03d>_<class>``), never from the sorted folder names; hidden entries are ignored. A ThesisError
+    names a folder the manifest does not know, or a class folder that is missing."""
+    root = Path(store_dir) / split
+    if not root.is_dir():
         raise ThesisError(f"{root} is missing: delete {store_dir} and run `python -m thesislib prepare` again")
-    found = {}
-    for label, (folder, names) in enumerate(class_listing(root, split, listed)):
-        for name in names:
-            path = remote.join(root, folder, name) if remote.is_url(root) else root / folder / name
-            index = sample_index(name)
-            if index is None or index in found:
-                what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
-                raise ThesisError(f"{path} {what}: a store holds only the files prepare wrote; delete "
-                                  f"{store_dir} and run `python -m thesislib prepare` again")
-            found[index] = (path, label)
+    expected = expected_folders(classes)
+    for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
+        if not is_hidden(entry.name) and entry.name not in expected:
+            raise unknown_folder(entry.path, store_dir, expected)
+    for name in expected:
+        if not (root / name).is_dir():
+            raise ThesisError(f"{root / name} (class {expected[name]} of the manifest) is missing: delete "
+                              f"{store_dir} and run `python -m thesislib prepare` again")
+    return expected
+
+
+def expected_folders(classes) -> dict:
+    return {class_folder(label, name): label for label, name in enumerate(classes)}
+
+
+def unknown_folder(path, store_dir, expected) -> ThesisError:
+    return ThesisError(f"{path} is not a class folder of the store's manifest (expected <label:03d>_<class>, "
+                       f"e.g. {next(iter(expected))}): a store holds only what prepare wrote; remove it, or "
+                       f"delete {store_dir} and run `python -m thesislib prepare` again")
+
+
+def list_files(store_dir, split: str, classes=None, listed=None) -> tuple:
+    """(paths ordered by sample index, labels int64) of a split, found by scanning its class folders (or,
+    for a store at a URL, which need not list folders, in ``listed``: the manifest's file names); the label
+    of a folder is the manifest's (``classes``; None: read from the store's manifest), see
+    :func:`class_labels`."""
+    if classes is None:
+        classes = read_manifest(store_dir)["classes"]
+    if listed is not None:
+        return ordered_files(store_dir, split, listed_files(store_dir, split, classes, listed))
+    root, found = Path(store_dir) / split, {}
+    for folder, label in class_labels(store_dir, split, classes).items():
+        for entry in os.scandir(root / folder):
+            if is_hidden(entry.name):
+                continue
+            if not entry.is_file():
+                raise ThesisError(f"{entry.path} is not a regular file (a FIFO or device would block the "
+                                  f"reader): remove it, or delete {store_dir} and run prepare again")
+            add_file(found, Path(entry.path), entry.name, label, store_dir)
+    return ordered_files(store_dir, split, found)
+
+
+def listed_files(store_dir, split: str, classes, listed) -> dict:
+    """{sample index: (URL, label)} of a split of a store at a URL, from the manifest's file names."""
+    expected, found = expected_folders(classes), {}
+    for name in listed:
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != split:
+            continue
+        if parts[1] not in expected:
+            raise unknown_folder(remote.join(store_dir, split, parts[1]), store_dir, expected)
+        add_file(found, remote.join(store_dir, name), parts[2], expected[parts[1]], store_dir)
+    return found
+
+
+def add_file(found: dict, path, name: str, label: int, store_dir) -> None:
+    """Record sample ``<index:06d>.<ext>`` (file ``name`` at ``path``) of class ``label`` in ``found``."""
+    index = sample_index(name)
+    if index is None or index in found:
+        what = "is not named <index:06d>.<ext>" if index is None else f"repeats sample {index}"
+        raise ThesisError(f"{path} {what}: a store holds only the files prepare wrote; delete "
+                          f"{store_dir} and run `python -m thesislib prepare` again")
+    found[index] = (path, label)
+
+
+def ordered_files(store_dir, split: str, found: dict) -> tuple:
+    """(paths, labels int64) of ``found`` in sample order; a ThesisError for a missing sample."""
     missing = sorted(set(range(len(found))) ^ set(found))
     if missing:
-        raise ThesisError(f"{root} lacks the file of sample {missing[0]}: delete {store_dir} and prepare again")
+        raise ThesisError(f"{remote.join(store_dir, split)} lacks the file of sample {missing[0]}: delete "
+                          f"{store_dir} and prepare again")
     ordered = [found[i] for i in range(len(found))]
     return [path for path, _ in ordered], np.array([label for _, label in ordered], dtype=np.int64)
 
@@ -192,7 +250,7 @@ class FilesReader(Reader):
         super().__init__(store, split)
         self.remote = remote.is_url(store.path)
         listed = store.manifest.get("files_sha256", {}) if self.remote else None
-        self.paths, self.labels = list_files(store.path, split, listed)
+        self.paths, self.labels = list_files(store.path, split, store.classes, listed)
         check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
 
     def open(self):

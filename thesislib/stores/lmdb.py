@@ -133,7 +133,12 @@ class LmdbReader(Reader):
         self.sample_bytes = int(np.prod(self.shape[1:]))
 
     def open(self):
-        return open_split(self.folder, self.shape[0])
+        env, labels = open_split(self.folder, self.shape[0])
+        try:
+            return env, self.checked_labels(self.folder / "data.mdb", labels)
+        except BaseException:
+            env.close()
+            raise
 
     def read_from(self, handle, indices):
         import lmdb

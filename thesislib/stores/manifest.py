@@ -59,6 +59,9 @@ def read_manifest(store_dir: Path, dataset: str = None, store: str = None) -> di
     """The manifest of ``store_dir``, checked: readable JSON, known format version, the expected names."""
     path = remote.join(store_dir, MANIFEST)
     manifest = remote.read_json(path, missing_fix=f"delete {store_dir} and run prepare again")
+    if not isinstance(manifest, dict):
+        raise ThesisError(f"{path} holds a JSON {type(manifest).__name__}, not an object: delete {store_dir} "
+                          "and run prepare again")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ThesisError(f"{path} has format version {manifest.get('format_version')}, this thesislib reads "
                           f"{FORMAT_VERSION}: run prepare again with --force")

@@ -1,8 +1,8 @@
 """NumPy stores: ``<split>_images.npy`` (N, H, W, 3) and ``<split>_labels.npy`` (N,) int64.
 
 The float stores hold pixel / 255 (the thesis asks what float16 storage changes: twice the bytes of uint8,
-half of float32, and a rounding error below 2**-11 relative). Written through ``open_memmap`` in slices,
-so a split larger than memory converts too.
+half of float32, and a rounding error below 2**-11 relative). Written in slices with ``file.write`` (not a
+writable memory map, which dies of SIGBUS on a full disk), so a split larger than memory converts too.
 
 Read as a memory map; a batch is one gather of its sorted rows (:func:`thesislib.stores.gather.gather`:
 ``np.take``, one memcpy per row, the batch split among a few threads, into a ring of batch buffers). The
@@ -10,6 +10,7 @@ whole split being one mappable array, :func:`mapped_split` and :func:`images_fil
 ``memory``, ``cupy`` and ``dali`` loaders ask for.
 """
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ import numpy as np
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, damaged
 from thesislib.stores.gather import BatchRing, gather
-from thesislib.stores.manifest import array_checksum
 
 KIND = "npy"
 STORES = [StoreSpec("npy-uint8", KIND, "uint8"), StoreSpec("npy-float16", KIND, "float16"),
@@ -42,19 +42,22 @@ def to_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def write_split(store_dir: Path, spec, split: str, images, labels, classes=None, progress=None) -> dict:
-    out = np.lib.format.open_memmap(images_path(store_dir, split), mode="w+", dtype=spec.dtype,
-                                    shape=images.shape)
+    """The header, then the pixels a slice at a time with ``file.write``: a full disk is an OSError
+    (ENOSPC) that ``prepare`` reports, where a writable memory map would die of SIGBUS."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(spec.dtype)), "fortran_order": False,
+              "shape": tuple(images.shape)}
+    digest = hashlib.sha256()  # = array_checksum of the written array (SHA-256 of its C-order bytes)
     step = max(1, SLICE_BYTES // (4 * int(np.prod(images.shape[1:]))))
-    for start in range(0, len(images), step):
-        block = np.asarray(images[start:start + step])
-        out[start:start + len(block)] = to_dtype(block, spec.dtype)
-        if progress is not None:
-            progress.update(len(block))
-    out.flush()
-    checksum = array_checksum(out)
-    del out
+    with open(images_path(store_dir, split), "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for start in range(0, len(images), step):
+            block = np.ascontiguousarray(to_dtype(np.asarray(images[start:start + step]), spec.dtype))
+            file.write(memoryview(block).cast("B"))
+            digest.update(memoryview(block).cast("B"))
+            if progress is not None:
+                progress.update(len(block))
     np.save(labels_path(store_dir, split), np.asarray(labels, dtype=np.int64))
-    return {"images_sha256": checksum}
+    return {"images_sha256": digest.hexdigest()}
 
 
 def layout(spec, shape) -> dict:
@@ -80,9 +83,12 @@ def open_npy(path, shape=None, dtype=None, mmap_mode="r") -> np.ndarray:
 
 def mapped_split(store, split: str, mmap_mode="r") -> tuple:
     """(images memory map, labels ndarray) of ``split``, checked against the manifest."""
+    from thesislib.stores.integrity import check_labels
+
     shape = store.shape(split)
     images = open_npy(images_path(store.path, split), shape, store.dtype, mmap_mode=mmap_mode)
-    return images, open_npy(labels_path(store.path, split), shape[:1], np.int64, mmap_mode=None)
+    labels = open_npy(labels_path(store.path, split), shape[:1], np.int64, mmap_mode=None)
+    return images, check_labels(labels_path(store.path, split), labels, len(store.classes))
 
 
 def images_file(store, split: str) -> Path:
@@ -100,7 +106,8 @@ class NpyReader(Reader):
 
     def open(self):
         images = open_npy(self.images_path, self.shape, self.dtype)
-        return images, open_npy(self.labels_path, self.shape[:1], np.int64, mmap_mode=None)
+        labels = open_npy(self.labels_path, self.shape[:1], np.int64, mmap_mode=None)
+        return images, self.checked_labels(self.labels_path, labels)
 
     def read_from(self, handle, indices):
         images, labels = handle

@@ -16,8 +16,6 @@ that cost is the format's, and the benchmark shows it.
 
 import io
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,8 @@ from PIL import Image
 
 from thesislib import remote
 from thesislib.stores.base import Reader, StoreSpec, damaged
-from thesislib.stores.imagefiles import encode
+from thesislib.stores.imagefiles import chunk_size, encode
+from thesislib.stores.pool import encoding_pool, map_ordered
 
 KIND = "parquet"
 STORES = [StoreSpec("parquet", KIND, "uint8")]
@@ -61,11 +60,12 @@ def write_split(store_dir: Path, spec, split: str, images, labels, classes, prog
     labels = np.asarray(labels, dtype=np.int64)
     with pq.ParquetWriter(file_of(store_dir, split), schema(classes), compression="none",
                           use_dictionary=False, write_statistics=False) as writer, \
-            ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            encoding_pool() as pool:
         for start in range(0, len(images), ROW_GROUP):
             stop = min(start + ROW_GROUP, len(images))
-            chunks = [images[i:min(i + ENCODE_CHUNK, stop)] for i in range(start, stop, ENCODE_CHUNK)]
-            encoded = [data for part in pool.map(encode_png, chunks) for data in part]
+            step = min(ENCODE_CHUNK, chunk_size(images))
+            chunks = [images[i:min(i + step, stop)] for i in range(start, stop, step)]
+            encoded = [data for part in map_ordered(pool, encode_png, chunks) for data in part]
             image = pa.StructArray.from_arrays(
                 [pa.array(encoded, pa.binary()), pa.array([f"{i:06d}.png" for i in range(start, stop)])],
                 names=["bytes", "path"])
@@ -132,7 +132,12 @@ class ParquetReader(Reader):
         self.file = file_of(store.path, split)
 
     def open(self):
-        return open_split(self.file, self.shape[0])
+        file, starts, labels = open_split(self.file, self.shape[0])
+        try:
+            return file, starts, self.checked_labels(self.file, labels)
+        except BaseException:
+            file.close()
+            raise
 
     def read_from(self, handle, indices):
         file, starts, labels = handle

@@ -12,13 +12,12 @@ of whole shards, the unit a streaming reader hands out.
 
 import hashlib
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from thesislib.stores.base import damaged
-from thesislib.stores.imagefiles import encode
+from thesislib.stores.imagefiles import chunk_size, encode
+from thesislib.stores.pool import encoding_pool, map_ordered
 
 SHARD_BYTES = 100 * 2**20   # target shard size
 MIN_SHARDS = 16             # shards per split (a multiple of this), when the split has that many samples
@@ -44,9 +43,10 @@ def _encode_chunk(images) -> list:
 
 def jpeg_bytes(images):
     """Yield each image's ``files-jpeg`` bytes in index order, encoded by a few processes."""
-    chunks = (images[start:start + CHUNK] for start in range(0, len(images), CHUNK))
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for encoded in pool.map(_encode_chunk, chunks):
+    step = min(CHUNK, chunk_size(images))
+    chunks = (images[start:start + step] for start in range(0, len(images), step))
+    with encoding_pool() as pool:  # Ctrl-C: workers ignore it, the parent cancels (see stores/pool.py)
+        for encoded in map_ordered(pool, _encode_chunk, chunks):
             yield from encoded
 
 

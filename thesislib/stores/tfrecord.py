@@ -253,7 +253,7 @@ class RecordReader(Reader):
         for row, index in enumerate(indices):
             jpeg, labels[row] = self.record(handle, int(index))
             images[row] = self.checked(decode_jpeg(jpeg, f"sample {index} of {self.path}"), index)
-        return images, labels
+        return images, self.checked_labels(self.path, labels)  # labels live in the records: checked per batch
 
     def checked(self, image, index) -> np.ndarray:
         if image.shape != self.shape[1:]:

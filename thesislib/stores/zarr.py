@@ -22,8 +22,9 @@ import numpy as np
 
 from thesislib import remote
 from thesislib.errors import ThesisError
-from thesislib.stores.base import Reader, StoreSpec
+from thesislib.stores.base import Reader, StoreSpec, quote
 from thesislib.stores.hdf5 import check_split
+from thesislib.stores.integrity import missing_listed_files
 
 KIND = "zarr"
 STORES = [StoreSpec("zarr", KIND, "uint8")]
@@ -45,17 +46,36 @@ def write_split(store_dir: Path, spec, split: str, images, labels, classes=None,
     import zarr
     from zarr.codecs import ZstdCodec
 
-    group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
-    out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
-                             chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
-                             compressors=ZstdCodec(level=1))
-    for start in range(0, len(images), SLICE):
-        block = np.asarray(images[start:start + SLICE])
-        out[start:start + len(block)] = block
-        if progress is not None:
-            progress.update(len(block))
-    group.create_array(f"{split}/labels", data=np.asarray(labels, dtype=np.int64))
+    try:
+        group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
+        out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
+                                 chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
+                                 compressors=ZstdCodec(level=1))
+        for start in range(0, len(images), SLICE):
+            block = np.asarray(images[start:start + SLICE])
+            out[start:start + len(block)] = block
+            if progress is not None:
+                progress.update(len(block))
+        group.create_array(f"{split}/labels", data=np.asarray(labels, dtype=np.int64))
+    except BaseException:
+        finish_pending_writes()
+        raise
     return {}
+
+
+def finish_pending_writes() -> None:
+    """Wait for the chunk writes still running in zarr's event loop after one of them failed (a full disk):
+    zarr's gather does not cancel the others, so they would go on writing into the folder ``prepare``
+    removes, and print "Task was destroyed but it is pending!" lines when the interpreter exits."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def the_others():
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+
+    sync(the_others())
 
 
 def data_files(store_dir) -> list:
@@ -80,7 +100,7 @@ def open_split(path, split, shape=None):
         group = zarr.open_group(remote.zarr_store(path), mode="r")
         images, labels = group[f"{split}/images"], np.asarray(group[f"{split}/labels"][:], dtype=np.int64)
     except (KeyError, *damaged_errors()) as exc:
-        raise ThesisError(f"cannot read {split} of {path} ({exc}): delete its store folder and run "
+        raise ThesisError(f"cannot read {split} of {path} ({quote(exc)}): delete its store folder and run "
                           "`python -m thesislib prepare` again") from exc
     check_split(path, split, images.shape, len(labels), shape)
     return images, labels
@@ -95,9 +115,18 @@ class ZarrReader(Reader):
     def __init__(self, store, split):
         super().__init__(store, split)
         self.folder = remote.join(self.path, FOLDER)
+        # every chunk file the manifest lists must be there: zarr reads a missing chunk as zeros
+        self.absent = missing_listed_files(store, f"{FOLDER}/{split}/")
 
     def open(self):
-        return open_split(self.folder, self.split, self.shape)
+        images, labels = open_split(self.folder, self.split, self.shape)
+        return images, self.checked_labels(remote.join(self.folder, self.split, "labels"), labels)
+
+    def check(self) -> None:
+        """Also: a chunk file that the manifest lists is missing (after the arrays' shapes are checked)."""
+        super().check()
+        if self.absent is not None:
+            raise self.absent
 
     def read_from(self, handle, indices):
         import zarr
@@ -109,8 +138,8 @@ class ZarrReader(Reader):
         except (RuntimeError, *damaged_errors()) as exc:  # a codec error names no file: name the store
             if isinstance(exc, RuntimeError) and not is_decode_error(exc):
                 raise
-            raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({exc}): the store is "
-                              "corrupt; delete its folder and run prepare again") from exc
+            raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({quote(exc)}): the store "
+                              "is corrupt; delete its folder and run prepare again") from exc
 
     def close_handle(self, handle) -> None:
         pass

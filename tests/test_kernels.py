@@ -1,0 +1,206 @@
+"""The fast kernels deliver today's loaders' pixels in today's order (correctness only; speed lives in
+benchmarks/peers.py)."""
+
+import weakref
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from thesislib.errors import ThesisError
+from thesislib.kernels.gather import TRIALS, Gather
+from thesislib.kernels.hdf5map import contiguous_map
+from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
+from thesislib.kernels.prefetch import batches_of
+from thesislib.kernels.prototypes import FilesReader, Hdf5Reader, NpyReader, ZarrReader, kernel_batches
+from thesislib.kernels.ring import Ring
+from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
+from thesislib.loaders import make_loader
+from thesislib.loaders.sampler import epoch_batches
+from thesislib.stores import open_store
+
+BATCH = 32
+
+
+def today(data_dir, loader, store):
+    """Every batch of today's loader, epoch 0, as numpy arrays."""
+    with make_loader(loader, open_store(data_dir, "cifar10", store), "train", batch_size=BATCH) as made:
+        return [(images.numpy().copy(), labels.numpy().copy()) for images, labels in made]
+
+
+def kernel(reader, data_dir, store, num_workers):
+    count = open_store(data_dir, "cifar10", store).count("train")
+    return [(images.numpy(), labels.numpy())
+            for images, labels in kernel_batches(reader, epoch_batches(count, BATCH, 0, 0), num_workers)]
+
+
+def assert_same_batches(got, expected):
+    assert len(got) == len(expected)
+    for (images, labels), (want_images, want_labels) in zip(got, expected):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gather_copies_the_rows_of_the_indices_whatever_the_thread_count(threads):
+    array = np.random.default_rng(0).integers(0, 255, (100, 4, 4, 3), dtype=np.uint8)
+    indices = np.sort(np.random.default_rng(1).choice(100, 37, replace=False))
+    gather = Gather(max_threads=3, choice={size: threads for size in range(64)})
+    np.testing.assert_array_equal(gather(array, indices), array[indices])
+
+
+def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
+    array = np.zeros((1000, 8, 8, 3), dtype=np.uint8)
+    gather, indices = Gather(max_threads=2), np.arange(0, 1000, 4)
+    for _ in range(2 * TRIALS):
+        gather(array, indices)
+    assert len(gather.choice) == 1 and list(gather.choice.values())[0] in (1, 2)
+    assert all(len(times) == TRIALS for times in gather.timings[next(iter(gather.choice))].values())
+
+
+def test_ring_reuses_a_free_slot_and_never_overwrites_a_kept_one():
+    ring = Ring(2)
+    first = ring.next(4, (2,), np.uint8)
+    first_base = weakref.ref(first.base)
+    del first
+    ring.next(4, (2,), np.uint8)
+    assert ring.next(3, (2,), np.uint8).base is first_base()  # free again: reused (a short batch too)
+    kept = ring.next(4, (2,), np.uint8)
+    ring.next(4, (2,), np.uint8)
+    assert ring.next(4, (2,), np.uint8).base is not kept.base
+
+
+@pytest.mark.parametrize("num_workers", [0, 1, 2])
+def test_npy_reader_gives_the_numpy_loaders_batches(prepared_cifar10, num_workers):
+    reader = NpyReader(open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train")
+    assert_same_batches(kernel(reader, prepared_cifar10, "npy-uint8", num_workers),
+                        today(prepared_cifar10, "numpy", "npy-uint8"))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_hdf5_reader_maps_the_contiguous_store_and_gives_the_hdf5_loaders_batches(prepared_cifar10,
+                                                                                  num_workers):
+    reader = Hdf5Reader(open_store(prepared_cifar10, "cifar10", "hdf5"), "train")
+    assert_same_batches(kernel(reader, prepared_cifar10, "hdf5", num_workers),
+                        today(prepared_cifar10, "hdf5", "hdf5"))
+    assert isinstance(reader.opened()[0], np.memmap)
+
+
+def test_contiguous_map_refuses_chunked_and_compressed_datasets_which_h5py_then_reads(tmp_path):
+    data = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+    with h5py.File(tmp_path / "x.h5", "w") as file:
+        file.create_dataset("plain", data=data)
+        file.create_dataset("chunked", data=data, chunks=(2, 4, 4, 3), compression="gzip")
+        assert contiguous_map(file["plain"]) is None  # open for writing: not all on disk yet
+    with h5py.File(tmp_path / "x.h5", "r") as file:
+        np.testing.assert_array_equal(contiguous_map(file["plain"])[[1, 4]], data[[1, 4]])
+        assert contiguous_map(file["chunked"]) is None
+
+
+def test_hdf5_reader_falls_back_to_h5py_for_a_compressed_store(prepared_cifar10, copy_store):
+    store = copy_store("hdf5")
+    with h5py.File(store.path / "data.h5", "a") as file:
+        images = file["train/images"][()]
+        del file["train/images"]
+        file.create_dataset("train/images", data=images, chunks=(8, 32, 32, 3), compression="gzip")
+    reader = Hdf5Reader(store, "train")
+    assert_same_batches(kernel(reader, prepared_cifar10, "hdf5", 0), today(prepared_cifar10, "hdf5", "hdf5"))
+    assert not isinstance(reader.opened()[0], np.memmap)
+    reader.close()
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_zarr_reader_decodes_chunks_itself_and_gives_the_zarr_loaders_batches(prepared_cifar10, num_workers):
+    reader = ZarrReader(open_store(prepared_cifar10, "cifar10", "zarr"), "train")
+    assert_same_batches(kernel(reader, prepared_cifar10, "zarr", num_workers),
+                        today(prepared_cifar10, "zarr", "zarr"))
+    assert reader.opened()[0] is not None
+
+
+def test_zarr_chunk_plan_reads_unwritten_chunks_as_fill_value_and_refuses_other_layouts(tmp_path):
+    one = zarr.create_array(tmp_path / "one", shape=(4, 2, 3), chunks=(1, 2, 3), dtype="uint8", fill_value=7)
+    one[1] = 5
+    out = ChunkReader(chunk_plan(tmp_path / "one"), threads=2)(np.array([0, 1, 3]), np.empty((3, 2, 3), "uint8"))
+    np.testing.assert_array_equal(out, one.get_orthogonal_selection(np.array([0, 1, 3])))
+    zarr.create_array(tmp_path / "many", shape=(4, 2, 3), chunks=(2, 2, 3), dtype="uint8")
+    zarr.create_array(tmp_path / "sharded", shape=(4, 2, 3), chunks=(1, 2, 3), shards=(2, 2, 3), dtype="uint8")
+    assert chunk_plan(tmp_path / "many") is None and chunk_plan(tmp_path / "sharded") is None
+
+
+def test_zarr_reader_names_a_corrupt_chunk(prepared_cifar10, copy_store):
+    store = copy_store("zarr")
+    reader = ZarrReader(store, "train")
+    reader.opened()[0].plan.path(3).write_bytes(b"not zstd")
+    with pytest.raises(ThesisError, match="c.3.0.0.0.*corrupt"):
+        reader.read(np.array([1, 3]))
+
+
+@pytest.mark.parametrize("store, decoder", [("files-png", "pillow"), ("files-jpeg", "pillow"),
+                                            ("files-jpeg", "simplejpeg"), ("files-jpeg", "torchvision")])
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_files_reader_gives_the_files_loaders_pixels_with_an_exact_decoder(prepared_cifar10, store, decoder,
+                                                                             num_workers):
+    if unavailable_reason(decoder):
+        pytest.skip(unavailable_reason(decoder))
+    assert DECODERS[decoder].exact
+    reader = FilesReader(open_store(prepared_cifar10, "cifar10", store), "train", decoder, threads=2)
+    assert_same_batches(kernel(reader, prepared_cifar10, store, num_workers),
+                        today(prepared_cifar10, "files", store))
+
+
+def test_the_fast_jpeg_decoder_is_marked_approximate_and_close_to_pillow(prepared_cifar10):
+    if unavailable_reason("simplejpeg-fast"):
+        pytest.skip(unavailable_reason("simplejpeg-fast"))
+    assert not DECODERS["simplejpeg-fast"].exact
+    store = open_store(prepared_cifar10, "cifar10", "files-jpeg")
+    indices = np.arange(64)
+    fast, _ = FilesReader(store, "train", "simplejpeg-fast").read(indices)
+    exact, _ = FilesReader(store, "train", "pillow").read(indices)
+    assert 0 < np.abs(fast.astype(int) - exact).mean() < 4  # a few levels: visible in the checksum, not the image
+
+
+def test_file_decoder_names_a_file_of_the_wrong_size(prepared_cifar10):
+    store = open_store(prepared_cifar10, "cifar10", "files-jpeg")
+    reader = FilesReader(store, "train", "pillow")
+    with pytest.raises(ThesisError, match=r"\.jpg .*expected 16x16"):
+        FileDecoder("pillow")(reader.paths[:2], np.empty((2, 16, 16, 3), np.uint8))
+
+
+class Failing:
+    """A reader whose third batch fails."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, indices, out=None):
+        self.calls += 1
+        if self.calls == 3:
+            raise ThesisError("batch three is broken")
+        images = np.zeros((len(indices), 2), np.uint8) if out is None else out
+        images[:, 0] = indices
+        return images, indices
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_batches_of_raises_the_readers_error_as_it_is_after_the_batches_before_it(threads):
+    batches = [np.array([i]) for i in range(6)]
+    seen = []
+    with pytest.raises(ThesisError, match="^batch three is broken$"):
+        for images, labels in batches_of(Failing(), batches, threads):
+            seen.append(int(images[0, 0]))
+    assert seen == [0, 1]
+
+
+def test_batches_of_keeps_order_and_kept_batches_with_threads_and_stops_early():
+    batches = [np.arange(i, i + 3) for i in range(0, 30, 3)]
+    reader = Failing()
+    reader.calls = -100  # never fails
+    kept = list(batches_of(reader, batches, threads=2, batches_ahead=2))
+    assert [labels.tolist() for _, labels in kept] == [batch.tolist() for batch in batches]
+    assert all(torch.equal(images[:, 0], torch.from_numpy(batch).to(torch.uint8))
+               for (images, _), batch in zip(kept, batches))
+    iterator = batches_of(reader, batches, threads=2)
+    next(iterator)
+    iterator.close()  # cancels the batches ahead and waits for those started
