@@ -21,15 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from servers import environment, forget_filesystems, nginx_server, s3_server  # noqa: E402
-from thesislib import remote  # noqa: E402
-from thesislib.loaders import make_loader  # noqa: E402
-from thesislib.prepare import prepare  # noqa: E402
-from thesislib.stores import format_of, get_store_spec, open_store  # noqa: E402
+from thesislib import remote
+from thesislib.loaders import make_loader
+from thesislib.prepare import prepare
+from thesislib.stores import format_of, get_store_spec, open_store
+from thesislib.testservers import environment, forget_filesystems, nginx_server, s3_server
 
 STORES = ["files-jpeg", "files-png", "zarr", "hdf5", "parquet", "npy-uint8"]
 

@@ -1,6 +1,7 @@
 """Several ranks: the sampler's rank split (a pure function, over a grid of sizes), then real gloo processes
-(two plain processes joined by thesislib.distributed, then `torchrun --nproc-per-node 2 -m thesislib bench`):
-the ranks read disjoint shares that cover each epoch, one row per rank, and bad input stops every rank."""
+(two plain processes joined by thesislib.distributed, then `torchrun --nproc-per-node 2 -m thesislib bench`
+with ``numpy`` and with the streaming ``webdataset``): the ranks read disjoint shares that cover each epoch,
+one row per rank, and bad input stops every rank."""
 
 import json
 import math
@@ -251,6 +252,68 @@ def test_torchrun_two_ranks_train_on_disjoint_shares_that_cover_each_epoch(prepa
     assert frame["rank"].tolist() == [0, 1] and (frame["world_size"] == 2).all()
     assert frame["run_id"].nunique() == 1 and frame["val_acc"].nunique() == 1  # accuracy over both shares
     assert frame[["total_train_s", "images_per_s", "peak_ram_mb", "train_loss"]].notna().all().all()
+    assert "Traceback" not in errors[0] + errors[1]
+
+
+@pytest.fixture(scope="module")
+def webdataset_cifar10(tmp_path_factory):
+    """A data folder with cifar10 at scale 0.005 (250 train, 50 val) in the ``webdataset`` store: 16 tar
+    shards a split, 8 for each of 2 ranks."""
+    from thesislib.prepare import prepare
+
+    data_dir = tmp_path_factory.mktemp("streaming-data")
+    prepare("cifar10", source="synthetic", scale=0.005, stores=["webdataset"], seed=0, data_dir=data_dir,
+            progress=False)
+    return data_dir
+
+
+def streamed_passes(folder: Path, rank: int, split: str, lengths: list) -> list:
+    """Rank ``rank``'s logged ``split`` batches (THESISLIB_SAMPLE_LOG), cut into passes of ``lengths``
+    batches, each as (epoch, [indices of each batch])."""
+    records = [json.loads(line) for line in (folder / f"rank{rank}-{split}.jsonl").read_text().splitlines()]
+    assert len(records) == sum(lengths), (split, rank, len(records), lengths)
+    starts = np.cumsum([0, *lengths])
+    return [(records[start]["epoch"], [record["indices"] for record in records[start:end]])
+            for start, end in zip(starts[:-1], starts[1:])]
+
+
+def test_torchrun_two_ranks_stream_disjoint_shards_that_cover_each_epoch(webdataset_cifar10, tmp_path):
+    from thesislib.loaders.streaming import assigned_shards
+    from thesislib.stores import open_store
+    from thesislib.stores.webdataset import split_shards
+
+    results, log, batch_size = tmp_path / "results.csv", tmp_path / "samples", 25
+    status, errors, output = torchrun(
+        tmp_path, "--loader", "webdataset", "--dataset", "cifar10", "--scale", 0.005, "--epochs", 2,
+        "--batch-size", batch_size, "--data-dir", webdataset_cifar10, "--results", results,
+        extra_env={"THESISLIB_SAMPLE_LOG": str(log)})
+    assert status == 0, (errors, output)
+    store, padded = open_store(webdataset_cifar10, "cifar10", "webdataset"), 0
+    for split, count, epochs in (("train", 250, [0, 1]), ("val", 50, [0, 0])):  # val: once after each epoch
+        _, sizes = split_shards(store, split)
+        first = np.cumsum([0, *sizes])
+        shards = {(rank, epoch): assigned_shards(len(sizes), 0, epoch, rank, 2, shuffle=split == "train")
+                  for rank in (0, 1) for epoch in set(epochs)}
+        own = {key: batch_count(int(sizes[value].sum()), batch_size) for key, value in shards.items()}
+        lengths = [max(own[rank, epoch] for rank in (0, 1)) for epoch in epochs]  # every rank: the busiest's
+        ranks = [streamed_passes(log, rank, split, lengths) for rank in (0, 1)]
+        assert [[epoch for epoch, _ in passes] for passes in ranks] == [epochs, epochs]
+        for number, epoch in enumerate(epochs):
+            read = []
+            for rank in (0, 1):
+                batches = ranks[rank][number][1]
+                mine, padding = batches[:own[rank, epoch]], batches[own[rank, epoch]:]
+                assert padding == [mine[-1]] * len(padding)  # a rank with fewer batches repeats its last
+                padded += len(padding)
+                read.append(sum(mine, []))  # what the rank read is the samples of its own shards
+                assert sorted(read[-1]) == [i for shard in sorted(shards[rank, epoch])
+                                            for i in range(first[shard], first[shard + 1])]
+            assert not set(read[0]) & set(read[1]) and sorted(read[0] + read[1]) == list(range(count))
+    assert padded == 2  # 124 and 126 train samples: 5 and 6 batches of 25 in each epoch (the rank swaps)
+    frame = pd.read_csv(results)
+    assert frame["rank"].tolist() == [0, 1] and (frame["world_size"] == 2).all()
+    assert frame["run_id"].nunique() == 1 and frame["val_acc"].nunique() == 1
+    assert frame[["total_train_s", "images_per_s", "train_loss"]].notna().all().all()
     assert "Traceback" not in errors[0] + errors[1]
 
 
