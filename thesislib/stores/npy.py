@@ -109,9 +109,12 @@ class NpyReader(Reader):
         labels = open_npy(self.labels_path, self.shape[:1], np.int64, mmap_mode=None)
         return images, self.checked_labels(self.labels_path, labels)
 
-    def read_from(self, handle, indices):
+    def read_from(self, handle, indices, out=None):
         images, labels = handle
-        return gather(images, indices, self.ring), labels[indices]
+        return gather(images, indices, self.ring, out), labels[indices]
+
+    def reads_in_threads(self) -> bool:
+        return True  # np.take releases the GIL; the memory map is shared
 
     def __getstate__(self):
         return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
