@@ -141,8 +141,10 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
         state = "is incomplete (no manifest.json)" if remote.exists(path) else "is not prepared"
         raise ThesisError(f"store {store} of {dataset} at {path} {state}: run "
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
-    manifest = check_manifest_schema(path / "manifest.json", read_manifest(path, dataset=dataset, store=store))
-    check_regular_files(path)
+    manifest = check_manifest_schema(remote.join(path, "manifest.json"),
+                                     read_manifest(path, dataset=dataset, store=store))
+    if not remote.is_url(path):  # a URL holds no FIFOs or devices
+        check_regular_files(path)
     if manifest.get("kind", spec.kind) != spec.kind:
         command = hint or prepare_command(dataset, store, data_dir)
         raise ThesisError(f"{remote.join(path, 'manifest.json')} says kind={manifest.get('kind')!r}, store "

@@ -130,10 +130,6 @@ class Reader:
         ``num_workers > 0`` with threads, not worker processes. Asked after :meth:`opened`."""
         return False
 
-    def use_threads(self, threads) -> None:
-        """How many threads one batch's work may be split across (None: the usable cores); readers without
-        work to split ignore it."""
-
     def check(self) -> None:
         """Open and close once, so that a missing or damaged file is named when a loader is made."""
         self.handle = self.open()
