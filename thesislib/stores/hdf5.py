@@ -19,7 +19,8 @@ import numpy as np
 from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, quote
-from thesislib.stores.gather import BatchRing, gather
+from thesislib.stores.gather import BatchRing, batch_buffer
+from thesislib.stores.npy import measured_gather
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
@@ -104,6 +105,7 @@ class Hdf5Reader(Reader):
         super().__init__(store, split)
         self.file = remote.join(self.path, FILE)
         self.ring = BatchRing()
+        self.gather = measured_gather()
 
     def open(self):
         file, images, labels = open_split(self.file, self.split, self.shape)
@@ -129,7 +131,8 @@ class Hdf5Reader(Reader):
     def read_from(self, handle, indices, out=None):
         _, images, labels = handle
         if isinstance(images, np.ndarray):
-            return gather(images, indices, self.ring, out), labels[indices]
+            out = batch_buffer(self.ring, (len(indices), *images.shape[1:]), images.dtype, out)
+            return self.gather(images, indices, out), labels[indices]
         try:
             batch = images[indices]
         except OSError as exc:
