@@ -1,6 +1,7 @@
 """Fast reading kernels: the pieces a loader's reader calls to fill a batch buffer quickly.
 
-Each module does one job and knows nothing of stores, manifests or loaders:
+Each module does one job and knows nothing of manifests or loaders (nor of stores, but for the batch
+ring :mod:`~thesislib.kernels.prefetch` takes from :mod:`thesislib.stores.gather`):
 
 * :mod:`~thesislib.kernels.gather`: ``array[sorted indices]`` into a given buffer, on as many threads as
   measurement shows pay off for that batch size;
