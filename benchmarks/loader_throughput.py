@@ -4,7 +4,9 @@ the ``torchvision`` baseline (ImageFolder + a per-sample DataLoader), with ``--m
     python benchmarks/loader_throughput.py [--dataset cifar10] [--scale 1] [--batch-size 1024]
 
 Goals (the loaders issue): ``numpy`` reaches at least 40% of the memcpy bandwidth measured in the same run,
-and at least 5x the images/s of ``torchvision``. Also printed: what the profiler's sampling costs during one
+and at least 5x the images/s of ``torchvision``. Also printed: every other loader of the registry that can run
+here, on its default store, beside them (``--others-epochs`` epochs, 2 repeats each; ``--no-others`` skips
+them), and what the profiler's sampling costs during one
 ``small``-model epoch (goal: under 2% of the epoch). The stores are prepared (synthetic) under
 ``data/bench`` if missing. Each loader runs ``--repeats`` repeats of ``--epochs`` epochs through
 ``thesislib.bench.run_protocol`` (``torchvision``: ``--baseline-epochs`` epochs, 2 repeats). The memcpy
@@ -60,6 +62,22 @@ def throughput(loader: str, store: str, args) -> list:
     return [row["images_per_s"] for row in run_protocol(config)]
 
 
+def other_loaders() -> dict:
+    """{loader: its default store} of every loader but numpy and torchvision that can run on this machine."""
+    from thesislib.loaders import DEFAULT_STORES, LOADERS, unavailable_reason
+
+    return {name: DEFAULT_STORES[name] for name in LOADERS
+            if name not in ("numpy", "torchvision") and unavailable_reason(name) is None}
+
+
+def print_others(args) -> None:
+    """Images/s (median of 2 repeats) of every other loader, each on its default store."""
+    settings = argparse.Namespace(**{**vars(args), "epochs": args.others_epochs, "repeats": 2})
+    for name, store in other_loaders().items():
+        rates = throughput(name, store, settings)
+        print(f"{name + ' (' + store + '):':27s}{statistics.median(rates):12,.0f} images/s (median of {len(rates)})")
+
+
 def profiler_cost(args):
     """(profiler Resources, epoch time) of one ``small``-model epoch over the val split (10 000 images at
     scale 1) read by ``numpy``. Inside an epoch only the sampler thread's samples cost time
@@ -89,6 +107,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline-epochs", type=int, default=1)
     parser.add_argument("--data-dir", default="data/bench")
+    parser.add_argument("--others-epochs", type=int, default=1, help="epochs of each other loader's repeats")
+    parser.add_argument("--no-others", action="store_true", help="numpy and torchvision only")
     args = parser.parse_args()
     image_bytes = int(np.prod(get_dataset(args.dataset).shape))
 
@@ -113,6 +133,8 @@ def main() -> int:
           f"{len(numpy_rates)}; median {median:,.0f})")
     print(f"torchvision (files-jpeg):  {base:12,.0f} images/s (best of {len(baseline)}; median "
           f"{base_median:,.0f})")
+    if not args.no_others:
+        print_others(args)
     print(f"profiler during a {epoch_s:.1f} s small-model epoch: {1000 * resources.background_s:.1f} ms = "
           f"{100 * background:.2f} %  goal < 2 %  {'PASS' if background < 0.02 else 'FAIL'} (plus "
           f"{1000 * (resources.cost_s - resources.background_s):.1f} ms at start and stop, outside the epoch)")

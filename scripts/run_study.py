@@ -10,7 +10,13 @@ The profile's `cold` loaders also run with a cold page cache (bench --cold) when
 The fast loaders (:data:`RANKS`) also run on cifar10 with 2 ranks on the CPU (torchrun, gloo).
 Stores go to the profile's data folder (quick: `data/quick/`), so the two profiles never rebuild each other's.
 
-    python scripts/run_study.py [--profile quick|thesis] [--loaders a,b] [--datasets a,b]
+    python scripts/run_study.py [--profile quick|thesis|study] [--loaders a,b] [--datasets a,b]
+    python scripts/run_study.py --profile study [--max-minutes 55] [--plan-only] [--tiers ...] [--models ...]
+
+The `study` profile (issue 15) is different: a grid of combinations (thesislib.studyplan: tiers, cost
+model, cut rules), resumable (a combination the results file holds complete is skipped, a partial one runs
+its missing repeats) and chunked (no combination starts after --max-minutes); it writes to
+results/measured/<machine>/results.csv and its summary.md, and the run folder's summary.md.
 
 Exit status: 0 when every step ran, 1 when a step failed (the summary names it), 2 for bad options.
 """
@@ -26,6 +32,7 @@ from pathlib import Path
 
 from thesislib.atomic import write_text  # standard library only: the other imports stay lazy
 from thesislib.progress import StepClock
+from thesislib.studyplan import STUDY, TIERS as TIER_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -39,6 +46,8 @@ PROFILES = {
     "thesis": {"scales": {"cifar10": 1.0, "tinyimagenet": 1.0, "masks": 1.0}, "epochs": 3, "repeats": 10,
                "batch_size": 128, "num_workers": 0, "model": "small", "seed": 0, "data_dir": "data",
                "cold": ("files", "numpy", "hdf5", "zarr", "torchvision")},
+    # study: issue 15's measured study; its grid, tiers and cut rules are thesislib.studyplan's (see there).
+    "study": {**STUDY, "model": "small", "cold": ()},
 }
 
 
@@ -172,6 +181,8 @@ def report(study: Study) -> None:
         raise RuntimeError("no benchmark wrote a row, so there is nothing to report")
     execute("05_results.ipynb", study.run_dir / "notebooks" / "05_results.ipynb",
             {"results": str(study.results), "out": str(study.run_dir / "figures")})
+    execute("06_conclusions.ipynb", study.run_dir / "notebooks" / "06_conclusions.ipynb",
+            {"results": str(study.results)})
 
 
 def report_page(study: Study) -> None:
@@ -245,6 +256,169 @@ def write_summary(study: Study, started: float) -> str:
     return text
 
 
+# ----------------------------------------------------------------------------------- the study profile
+STUDY_NOTE = ("the `study` profile (issue 15): resumable, chunked, with the cut rules of thesislib.studyplan; "
+              "results go to results/measured/<machine>/results.csv")
+
+
+def loader_stores(loaders: list) -> dict:
+    """loader -> the stores it reads, for the ``loaders`` that can run here (others are left out)."""
+    from thesislib.loaders import check_available
+    from thesislib.loaders.base import check_store_kind
+    from thesislib.stores import STORES, get_store_spec
+
+    readable = {}
+    for name in loaders:
+        loader = check_available(name)
+        readable[name] = [store for store in STORES if _reads(check_store_kind, loader, get_store_spec(store))]
+    return readable
+
+
+def _reads(check, loader, spec) -> bool:
+    try:
+        check(loader, spec)
+        return True
+    except Exception:
+        return False
+
+
+def study_data_dir(settings: dict, scale: float) -> str:
+    """Stores of one scale live together: ``data/study/scale-<scale>/<dataset>/<store>``."""
+    return f"{settings['data_dir']}/scale-{scale:g}"
+
+
+def prepare_study_store(settings: dict, c) -> None:
+    """Prepare ``c``'s store at its scale (``prepare`` skips a store that is already complete)."""
+    command = [sys.executable, "-m", "thesislib", "prepare", "--dataset", c.dataset, "--scale", f"{c.scale:g}",
+               "--stores", c.store, "--seed", str(settings["seed"]), "--data-dir", study_data_dir(settings, c.scale),
+               "--quiet"]
+    _run_checked(command, "prepare")
+
+
+def bench_command(settings: dict, c, repeats: int, results: Path) -> list:
+    """The command line of ``repeats`` repeats of combination ``c`` (torchrun for more than one rank)."""
+    head = [sys.executable, "-m"]
+    if c.world_size > 1:
+        head += ["torch.distributed.run", "--standalone", "--nproc-per-node", str(c.world_size), "-m"]
+    command = head + ["thesislib", "bench", "--loader", c.loader, "--dataset", c.dataset, "--store", c.store,
+                      "--epochs", str(c.epochs), "--repeats", str(repeats), "--batch-size", str(c.batch_size),
+                      "--num-workers", str(c.num_workers), "--model", c.model, "--device", c.device,
+                      "--seed", str(c.seed), "--scale", f"{c.scale:g}",
+                      "--data-dir", study_data_dir(settings, c.scale), "--results", str(results), "--quiet"]
+    return command + (["--cold"] if c.cache_state == "cold" else [])
+
+
+def _run_checked(command: list, what: str, env=None) -> None:
+    done = subprocess.run(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(errors[0] if errors else lines[-1] if lines else f"{what} exited {done.returncode}")
+
+
+def run_combination(settings: dict, c, repeats: int, results: Path) -> None:
+    prepare_study_store(settings, c)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // c.world_size))}
+    _run_checked(bench_command(settings, c, repeats, results), "bench", env)
+
+
+def study_settings(args) -> dict:
+    """The profile's settings with the command line's overrides (a partial study says so in its summary)."""
+    from thesislib.studyplan import STUDY
+
+    settings = dict(STUDY)
+    if args.scale is not None:
+        settings["scales"] = {name: args.scale for name in settings["scales"]}
+    if args.repeats is not None:
+        settings["repeats"] = args.repeats
+    if args.max_minutes is not None:
+        settings["chunk_minutes"] = args.max_minutes
+    if args.data_dir is not None:
+        settings["data_dir"] = args.data_dir
+    return settings
+
+
+def make_plan(args, settings: dict, available: list):
+    from thesislib.datasets import DATASETS
+    from thesislib.loaders import DEFAULT_STORES
+    from thesislib.studyplan import cut_plan, full_plan
+
+    full = [c for c in full_plan(loader_stores(available), DEFAULT_STORES, args.datasets, settings)
+            if c.tier in args.tiers and c.model in args.models]
+    return cut_plan(full, DATASETS, settings["repeats"], settings["budget_s"])
+
+
+def run_study_profile(args, study: Study, started: float) -> int:
+    """Plan, skip what the results hold, run the missing repeats until the chunk's minutes are spent, then
+    write the summaries and execute notebooks 05 and 06 on the results."""
+    from thesislib.studyplan import completed_repeats, missing_repeats, read_results, this_machine
+
+    settings = study_settings(args)
+    machine = args.machine or this_machine()
+    results = Path(args.results).resolve() if args.results else ROOT / "results" / "measured" / machine / "results.csv"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    study.step("record the environment and which loaders can run here", lambda: record_environment(study))
+    study.skipped = {n: why for n, why in study.available.items() if n in args.loaders and why != "available"}
+    plan = make_plan(args, settings, [n for n in args.loaders if n not in study.skipped])
+    todo = missing_repeats(plan.combinations, completed_repeats(read_results(results)), settings["repeats"])
+    print(f"     {len(plan.combinations)} combinations planned, {len(todo)} not complete in {results}", flush=True)
+    study.clock.total = 1 + len(todo)
+    deadline = started + 60 * settings["chunk_minutes"]
+    for number, (c, repeats) in enumerate(todo):
+        if args.plan_only or time.perf_counter() > deadline:
+            study.skip_steps(len(todo) - number)
+            break
+        study.step(f"{c.label()}: {repeats} repeat(s)", lambda: run_combination(settings, c, repeats, results))
+    if not (args.plan_only or args.no_report) and results.is_file():
+        study.results = results
+        study.clock.total += 1
+        study.step("report: notebooks 05 and 06 on the study's results", lambda: report(study))
+    text = write_study_summary(study, args, settings, plan, machine, results, started)
+    print("\n" + text)
+    return 1 if any(status != "ok" for _, status, _, _ in study.steps) else 0
+
+
+def write_study_summary(study: Study, args, settings: dict, plan, machine: str, results: Path,
+                        started: float) -> str:
+    """summary.md in the run folder and beside the results (the state of the whole study), plus the
+    run's own steps in the run folder."""
+    from thesislib.bench import git_commit
+    from thesislib.studyplan import read_results, store_sizes, summary_markdown
+
+    cpu = next((line.split(":", 1)[1] for line in _cpuinfo() if line.lower().startswith("model name")), "")
+    notes = list(args.note or [])
+    partial = args.scale is not None or args.repeats is not None or args.tiers != list(TIER_NAMES) or \
+        args.models != ["none", "small"] or sorted(args.datasets) != sorted(settings["scales"])
+    if partial:
+        notes.insert(0, f"loaders {','.join(args.loaders)}, data sets {','.join(args.datasets)}, tiers "
+                        f"{','.join(args.tiers)}, models {','.join(args.models)}, scales {settings['scales']}, "
+                        f"{settings['repeats']} repeats")
+    facts = {"commit": git_commit(), "machine": machine, "cpu_model": cpu or "unknown CPU",
+             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+             "results": results.relative_to(ROOT) if results.is_relative_to(ROOT) else results,
+             "skipped": study.skipped, "notes": notes, "partial": partial}
+    text = summary_markdown(plan, read_results(results), settings, facts)
+    if not args.plan_only:
+        write_text(results.parent / "summary.md", text)
+        stores = results.parent / "stores.csv"
+        previous = read_results(stores)
+        write_text(stores, store_sizes(ROOT / settings["data_dir"], previous).to_csv(index=False))
+    steps = "| # | step | status | seconds | note |\n| --- | --- | --- | --- | --- |\n" + "".join(
+        f"| {i} | {label} | {status} | {seconds:.1f} | {note.replace('|', '/')} |\n"
+        for i, (label, status, seconds, note) in enumerate(study.steps, 1))
+    run_text = (f"{text}\n## This run ({study.run_dir.name}, {time.perf_counter() - started:.0f} s, chunk budget "
+                f"{settings['chunk_minutes']} min)\n\n{steps}")
+    write_text(study.run_dir / "summary.md", run_text)
+    return run_text
+
+
+def _cpuinfo() -> list:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def parse_args(argv=None):
     from thesislib.datasets import DATASETS
     from thesislib.loaders import LOADERS
@@ -253,8 +427,25 @@ def parse_args(argv=None):
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--loaders", default=",".join(LOADERS), help="comma-separated (default: all)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: all)")
+    study = parser.add_argument_group("the study profile (resumable; see thesislib.studyplan)")
+    study.add_argument("--max-minutes", type=float, default=None,
+                       help=f"start no combination after this many minutes (default {STUDY['chunk_minutes']})")
+    study.add_argument("--results", default=None, help="default: results/measured/<machine>/results.csv")
+    study.add_argument("--machine", default=None, help="default: CPU family and cores, e.g. epyc-2core")
+    study.add_argument("--tiers", default=",".join(TIER_NAMES), help="comma-separated subset of the tiers")
+    study.add_argument("--models", default="none,small", help="comma-separated: none, small")
+    study.add_argument("--scale", type=float, default=None, help="override every data set's scale (partial)")
+    study.add_argument("--repeats", type=int, default=None, help="override the 10 repeats (partial)")
+    study.add_argument("--data-dir", default=None, help=f"where the stores go (default {STUDY['data_dir']})")
+    study.add_argument("--note", action="append", help="a line for the summary (e.g. 'busy machine')")
+    study.add_argument("--plan-only", action="store_true", help="print the plan and its cuts; run nothing")
+    study.add_argument("--no-report", action="store_true", help="do not execute notebooks 05 and 06 afterwards")
     args = parser.parse_args(argv)
     args.loaders, args.datasets = args.loaders.split(","), args.datasets.split(",")
+    args.tiers, args.models = args.tiers.split(","), args.models.split(",")
+    for kind, names, valid in (("tier", args.tiers, TIER_NAMES), ("model", args.models, ("none", "small"))):
+        if any(name not in valid for name in names):
+            parser.error(f"unknown {kind} in {','.join(names)}: choose from {', '.join(valid)}")
     for kind, names, valid in (("loader", args.loaders, LOADERS), ("dataset", args.datasets, DATASETS)):
         unknown = [name for name in names if name not in valid]
         if unknown:
@@ -268,6 +459,8 @@ def main(argv=None) -> int:
     run_dir = new_run_dir(ROOT / "runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     study = Study(args.profile, run_dir)
     print(f"study, profile {args.profile}: {run_dir.relative_to(ROOT)}", flush=True)
+    if args.profile == "study":
+        return run_study_profile(args, study, started)
     run(study, args.loaders, args.datasets)
     print("\n" + write_summary(study, started))
     return 1 if any(status != "ok" for _, status, _, _ in study.steps) else 0

@@ -103,6 +103,16 @@ def test_bench_on_an_image_store_with_a_hidden_folder_runs(copy, capsys):
     assert status == 0, lines
 
 
+def test_verify_passes_an_image_store_with_a_jupyter_checkpoint_folder(copy):
+    from thesislib.stores import verify_store
+
+    store = copy("files-png")
+    checkpoint = store / "val" / class_folders(store, "val")[0].name / ".ipynb_checkpoints"
+    checkpoint.mkdir()
+    (checkpoint / "000001-checkpoint.png").write_bytes(b"not a store file")
+    verify_store(open_store(copy.data_dir, "cifar10", "files-png"), progress=False)
+
+
 @pytest.mark.parametrize("loader", ["files", "torchvision", "dali"])
 def test_bench_on_an_image_store_with_a_renamed_class_folder_exits_2_naming_it(copy, loader, capsys):
     from thesislib.loaders import unavailable_reason

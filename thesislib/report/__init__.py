@@ -17,7 +17,9 @@ One module per job: :mod:`~thesislib.report.load` (reading results), :mod:`~thes
 :mod:`~thesislib.report.tables`, :mod:`~thesislib.report.environment`, :mod:`~thesislib.report.figures`,
 :mod:`~thesislib.report.reading` (the written reading), :mod:`~thesislib.report.page` (the Markdown page),
 :mod:`~thesislib.report.html` (a run's notebooks as one HTML page) and :mod:`~thesislib.report.examples`
-(invented example rows). Everything the notebooks and tests use is importable from here.
+(invented example rows). Everything the notebooks and tests use is importable from here; the measured
+study's tables (:mod:`~thesislib.report.study`, notebook 05) and its generated conclusions
+(:mod:`~thesislib.report.conclusions`, notebook 06) are imported as submodules.
 """
 
 from thesislib.errors import ThesisError

@@ -143,7 +143,7 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
     manifest = check_manifest_schema(remote.join(path, "manifest.json"),
                                      read_manifest(path, dataset=dataset, store=store))
-    if not remote.is_url(path):  # a URL holds no FIFOs or devices
+    if not remote.is_url(path):  # a server holds only regular files (a URL names no FIFO)
         check_regular_files(path)
     if manifest.get("kind", spec.kind) != spec.kind:
         command = hint or prepare_command(dataset, store, data_dir)

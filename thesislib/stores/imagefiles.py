@@ -222,9 +222,13 @@ def ordered_files(store_dir, split: str, found: dict) -> tuple:
 
 
 def data_files(store_dir) -> list:
-    root = Path(store_dir)
-    return sorted(Path(folder) / name for split in ("train", "val")
-                  for folder, _, names in os.walk(root / split) for name in names)
+    """Every image file of the store; hidden folders and files (``.ipynb_checkpoints``) are not the store's."""
+    root, found = Path(store_dir), []
+    for split in ("train", "val"):
+        for folder, folders, names in os.walk(root / split):
+            folders[:] = [name for name in folders if not is_hidden(name)]  # os.walk descends only into these
+            found.extend(Path(folder) / name for name in names if not is_hidden(name))
+    return sorted(found)
 
 
 def check_count(folder, found: int, expected: int) -> None:
