@@ -25,9 +25,11 @@ the format's reader. What ``num_workers`` means depends on the reader:
   stores): ``num_workers`` *threads* of this process read up to :data:`BATCHES_AHEAD` batches ahead
   (:func:`thesislib.kernels.prefetch.batches_of`), sharing the reader's open files. Why threads: worker
   processes are started anew every epoch and pass each batch through shared memory, a cost several times
-  the read itself for the fast formats, while threads of GIL-free work scale the same; ``python
-  benchmarks/peers.py`` prints both side by side (the ``thesislib`` rows against the ``kernel`` and
-  ``pytorch`` rows, 0 and 2 workers);
+  the read itself for the fast formats; threads share the memory map or the decoders' output buffer and
+  pass nothing. For the fastest formats on a small machine the hand-off between threads still costs more
+  than the copy it spreads, so 0 workers can read fastest there. ``python benchmarks/peers.py`` prints
+  these rows side by side (``thesislib`` with 0 and 2 workers, the ``kernel`` prototypes, and the
+  ``pytorch`` rows whose workers are processes);
 * every other reader (h5py without a memory map, stores at a URL, LMDB, Parquet, ...), and any loader asked
   for ``pin_memory`` on a GPU machine: PyTorch worker *processes* through :class:`ReaderDataset` and a
   ``DataLoader`` (``batch_size=None``, the batch list as ``sampler``), so ``num_workers`` and
