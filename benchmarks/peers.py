@@ -9,8 +9,9 @@ The same images (the synthetic ``--dataset`` at ``--scale``, prepared under ``da
 
 * limits: one memcpy of the whole image array; a random-order gather of each batch into a reused buffer;
 * thesislib: every loader on its fastest store through the public API (``prepare``, ``open_store``,
-  ``make_loader``), as it is today;
-* kernel: the same stores read by the prototype readers of :mod:`thesislib.kernels` (workers are threads);
+  ``make_loader``), with the kernels wired in (``numpy``, ``hdf5``, ``zarr``, ``files``: workers are threads);
+* kernel: the same stores read by the prototype readers of :mod:`thesislib.kernels` (workers are threads):
+  the wired loaders should match them;
 * pytorch: a per-sample ``Dataset`` over the memory-mapped array and a batched memmap, through ``DataLoader``;
 * peers, used directly with their own formats (written once under ``data/bench/<dataset>/peers``): FFCV
   (raw and JPEG ``.beton``), WebDataset, LitData, Mosaic Streaming (MDS), LMDB, DALI (CPU). A peer that is
@@ -21,8 +22,9 @@ Every case runs one epoch per round (the peers one more, untimed, first); the ca
 median and the range (min..max) of the rounds. The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
 ``peers.csv`` (one row per case and round), ``peers_summary.csv`` and ``peers.png``.
 
-Workers: thesislib's loaders and PyTorch use worker processes; the kernel rows use background threads
-(:mod:`thesislib.kernels.prefetch`); FFCV and DALI use threads (FFCV and DALI need at least one: their
+Workers: thesislib's ``numpy``, ``hdf5``, ``zarr`` and ``files`` loaders and the kernel rows use background
+threads (:mod:`thesislib.kernels.prefetch`; why: these rows beside the ``pytorch`` rows), the other loaders
+and PyTorch use worker processes; FFCV and DALI use threads (FFCV and DALI need at least one: their
 "0 workers" rows run one thread). JPEG pixels differ by decoder: the exactness table compares each kernel
 decoder with Pillow (the reference decode of the ``files-jpeg`` store).
 """

@@ -210,8 +210,10 @@ def test_killing_bench_leaves_no_orphan_worker(prepared_cifar10, tmp_path):
 
     import psutil
 
-    bench = subprocess.Popen([sys.executable, "-m", "thesislib", "bench", "--loader", "numpy", "--dataset",
-                              "cifar10", "--scale", "0.005", "--data-dir", str(prepared_cifar10), "--results",
+    # torchvision: a loader whose workers are processes (numpy's are threads of the bench process)
+    bench = subprocess.Popen([sys.executable, "-m", "thesislib", "bench", "--loader", "torchvision", "--store",
+                              "files-png", "--dataset", "cifar10", "--scale", "0.005", "--data-dir",
+                              str(prepared_cifar10), "--results",
                               str(tmp_path / "r.csv"), "--num-workers", "2", "--model", "sleep:200", "--epochs",
                               "100", "--batch-size", "8", "--quiet"], cwd=ROOT, stderr=subprocess.DEVNULL,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})

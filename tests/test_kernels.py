@@ -1,7 +1,6 @@
 """The fast kernels deliver today's loaders' pixels in today's order (correctness only; speed lives in
 benchmarks/peers.py)."""
 
-import weakref
 
 import h5py
 import numpy as np
@@ -13,9 +12,8 @@ from thesislib.errors import ThesisError
 from thesislib.kernels.gather import TRIALS, Gather
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
-from thesislib.kernels.prefetch import batches_of
+from thesislib.kernels.prefetch import Layout, batches_of
 from thesislib.kernels.prototypes import FilesReader, Hdf5Reader, NpyReader, ZarrReader, kernel_batches
-from thesislib.kernels.ring import Ring
 from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
 from thesislib.loaders import make_loader
 from thesislib.loaders.sampler import epoch_batches
@@ -32,7 +30,7 @@ def today(data_dir, loader, store):
 
 def kernel(reader, data_dir, store, num_workers):
     count = open_store(data_dir, "cifar10", store).count("train")
-    return [(images.numpy(), labels.numpy())
+    return [(images.numpy().copy(), labels.numpy().copy())  # copied: a batch's ring slot is reused
             for images, labels in kernel_batches(reader, epoch_batches(count, BATCH, 0, 0), num_workers)]
 
 
@@ -60,16 +58,20 @@ def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
     assert all(len(times) == TRIALS for times in gather.timings[next(iter(gather.choice))].values())
 
 
-def test_ring_reuses_a_free_slot_and_never_overwrites_a_kept_one():
-    ring = Ring(2)
-    first = ring.next(4, (2,), np.uint8)
-    first_base = weakref.ref(first.base)
-    del first
-    ring.next(4, (2,), np.uint8)
-    assert ring.next(3, (2,), np.uint8).base is first_base()  # free again: reused (a short batch too)
-    kept = ring.next(4, (2,), np.uint8)
-    ring.next(4, (2,), np.uint8)
-    assert ring.next(4, (2,), np.uint8).base is not kept.base
+@pytest.mark.parametrize("threads, slots, lifetime", [(0, 3, 3), (2, 4, 2)])
+def test_batches_of_keeps_a_batch_for_its_stated_lifetime_then_reuses_its_ring_slot(threads, slots, lifetime):
+    batches = [np.arange(i, i + 3) for i in range(0, 30, 3)]
+    reader = Failing()
+    reader.calls = -100  # never fails
+    iterator = batches_of(reader, batches, threads=threads, batches_ahead=2, layout=Layout((2,), np.uint8))
+    drawn = [next(iterator)]
+    first = drawn[0][0].clone()
+    drawn += [next(iterator) for _ in range(lifetime - 1)]
+    assert torch.equal(drawn[0][0], first)  # still valid: fewer than `lifetime` further batches drawn
+    drawn += [next(iterator) for _ in range(slots + 1 - lifetime)]
+    pointers = [images.data_ptr() for images, _ in drawn]
+    assert len(set(pointers[:slots])) == slots and pointers[slots] == pointers[0]  # one ring, in turn
+    iterator.close()
 
 
 @pytest.mark.parametrize("num_workers", [0, 1, 2])
@@ -197,7 +199,8 @@ def test_batches_of_keeps_order_and_kept_batches_with_threads_and_stops_early():
     batches = [np.arange(i, i + 3) for i in range(0, 30, 3)]
     reader = Failing()
     reader.calls = -100  # never fails
-    kept = list(batches_of(reader, batches, threads=2, batches_ahead=2))
+    kept = [(images.clone(), labels.clone()) for images, labels in
+            batches_of(reader, batches, threads=2, batches_ahead=2)]  # a batch is kept past its lifetime
     assert [labels.tolist() for _, labels in kept] == [batch.tolist() for batch in batches]
     assert all(torch.equal(images[:, 0], torch.from_numpy(batch).to(torch.uint8))
                for (images, _), batch in zip(kept, batches))

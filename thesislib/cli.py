@@ -162,7 +162,8 @@ def add_bench(bench):
                        help="repeats, each from a fresh model with the same seed")
     bench.add_argument("--batch-size", type=_whole(1, 2**31 - 1), default=128, help="images per batch")
     bench.add_argument("--num-workers", type=_whole(0, max_workers(), " (8 per core, at most 64)"), default=0,
-                       help="loader worker processes (0: the main process reads)")
+                       help="loaders reading in parallel (0: the main process reads): threads for numpy, hdf5, zarr "
+                            "and files on local stores, else worker processes")
     bench.add_argument("--model", type=_model, default="small",
                        help="small, resnet18, none (loader only) or sleep:MS (MS milliseconds per batch)")
     bench.add_argument("--optimizer", default="sgd", help="sgd or rmsprop")

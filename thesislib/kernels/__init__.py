@@ -1,13 +1,14 @@
 """Fast reading kernels: the pieces a loader's reader calls to fill a batch buffer quickly.
 
-Each module does one job and knows nothing of stores, manifests or loaders:
+Each module does one job and knows nothing of manifests or loaders (nor of stores, but for the batch
+ring :mod:`~thesislib.kernels.prefetch` takes from :mod:`thesislib.stores.gather`):
 
 * :mod:`~thesislib.kernels.gather`: ``array[sorted indices]`` into a given buffer, on as many threads as
   measurement shows pay off for that batch size;
-* :mod:`~thesislib.kernels.ring`: a ring of preallocated batch slots with a stated lifetime;
-* :mod:`~thesislib.kernels.prefetch`: background threads that fill the ring ahead of the consumer (the
+* :mod:`~thesislib.kernels.prefetch`: background threads that fill a :class:`~thesislib.stores.gather.BatchRing`
+  (stated lifetime) ahead of the consumer (the
   ``num_workers > 0`` path for readers that release the GIL);
-* :mod:`~thesislib.kernels.jpeg`: decode a batch of image files in parallel into one buffer;
+* :mod:`~thesislib.kernels.imagefiles`: decode a batch of image files in parallel into one buffer;
 * :mod:`~thesislib.kernels.hdf5map`: a contiguous, unfiltered HDF5 dataset as a read-only memory map;
 * :mod:`~thesislib.kernels.zarrchunks`: a batch of single-sample Zarr v3 chunks fetched and decoded by
   threads.

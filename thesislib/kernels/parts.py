@@ -5,6 +5,7 @@ reads). The pool is made lazily in the process that uses it (threads do not surv
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 
@@ -13,6 +14,8 @@ def usable_cores() -> int:
 
 
 class Parts:
+    making = threading.Lock()  # two threads splitting batches at once make one pool, not two
+
     def __init__(self, threads: int = None, name: str = "parts"):
         self.threads = max(1, int(threads or usable_cores()))
         self.name, self.pool, self.pid = name, None, None
@@ -35,10 +38,11 @@ class Parts:
             future.result()
 
     def thread_pool(self) -> ThreadPoolExecutor:
-        if self.pool is None or self.pid != os.getpid():
-            self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix=self.name)
-            self.pid = os.getpid()
-        return self.pool
+        with self.making:
+            if self.pool is None or self.pid != os.getpid():
+                self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix=self.name)
+                self.pid = os.getpid()
+            return self.pool
 
     def __getstate__(self):
         return {**self.__dict__, "pool": None, "pid": None}

@@ -2,26 +2,34 @@
 
 This is the ``num_workers > 0`` path for readers whose work releases the GIL (NumPy gathers, image
 codecs, memory maps, Zstandard): threads share the reader and its open files, nothing is pickled, no
-process is started per epoch, and each batch lands in a preallocated slot of a :class:`~thesislib.kernels.
-ring.Ring` of ``batches_ahead + 2`` slots (one being filled ahead, one held by the consumer). Batches come
-out in the order given, whatever the number of threads. An error raised by ``read`` is raised again, as
-it is, where the consumer asks for that batch; leaving the loop early cancels what was not started and
-waits for what was (so the reader may be closed right after).
+process is started per epoch, and each batch lands in a preallocated slot of a
+:class:`~thesislib.stores.gather.BatchRing` of ``batches_ahead + 2`` slots, taken in batch order in the
+consumer's thread. Batches come out in the order given, whatever the number of threads. An error raised by
+``read`` is raised again, as it is, where the consumer asks for that batch; leaving the loop early cancels
+what was not started and waits for what was (so the reader may be closed right after).
+
+Lifetime (stated, as FFCV's epoch iterator; no reference counting): a batch stays valid until the consumer
+has drawn two further batches; the slot is then refilled. The training loop uses each batch before it
+draws the next; a consumer that keeps batches longer (a list of batches in a test) copies them
+(``tensor.clone()``).
 """
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
-from thesislib.kernels.ring import Ring
+from thesislib.stores.gather import BatchRing
 
 
 class Layout:
-    """The sample shape and dtype of a reader's images, learnt from its first batch."""
+    """The sample shape and dtype of a reader's images: given (``Layout(shape, dtype)``) or learnt from its
+    first batch."""
 
-    def __init__(self):
-        self.sample_shape = self.dtype = None
+    def __init__(self, sample_shape=None, dtype=None):
+        self.sample_shape = None if sample_shape is None else tuple(sample_shape)
+        self.dtype = None if dtype is None else np.dtype(dtype)
 
     def learn(self, images) -> None:
         self.sample_shape, self.dtype = tuple(images.shape[1:]), images.dtype
@@ -30,9 +38,12 @@ class Layout:
         return self.dtype is not None
 
 
-def next_slot(ring: Ring, rows: int, layout: Layout, capacity: int):
-    """The ring slot for a batch of ``rows``; None (the reader allocates) until the layout is known."""
-    return ring.next(rows, layout.sample_shape, layout.dtype, capacity) if layout.known() else None
+def next_slot(ring: BatchRing, rows: int, layout: Layout, capacity: int):
+    """The ring slot for a batch of ``rows``; None (the reader allocates) until the layout is known. A slot
+    holds ``capacity`` rows, so a short last batch reuses a full slot."""
+    if not layout.known():
+        return None
+    return ring.take((max(rows, capacity), *layout.sample_shape), layout.dtype)[:rows]
 
 
 def read_batch(reader, indices, out, layout: Layout):
@@ -50,26 +61,27 @@ def as_tensors(images, labels) -> tuple:
 def batches_of(reader, batches, threads: int = 0, batches_ahead: int = 2, layout: Layout = None):
     """Yield ``(images, labels)`` tensors of ``reader.read`` for each index array of ``batches``.
 
-    ``threads``: 0 reads in the calling thread; n > 0 reads with n background threads, up to
-    ``batches_ahead`` (>= threads) batches ahead of the consumer. ``layout``: keep one across epochs to
-    have the first batch of each epoch land in the ring too.
+    ``threads``: 0 reads in the calling thread (into a ring of 3 slots: a batch is valid until three
+    further ones were drawn); n > 0 reads with n background threads, up to ``batches_ahead`` (>= threads)
+    batches ahead of the consumer (see the module's lifetime). ``layout``: the images' sample shape and
+    dtype, if known (else learnt from the first batch); keep one across epochs.
     """
     layout = layout or Layout()
     capacity = max((len(batch) for batch in batches), default=0)
     if threads <= 0:
-        ring = Ring(2)
+        ring = BatchRing()
         for indices in batches:
-            out = next_slot(ring, len(indices), layout, capacity)
-            yield as_tensors(*read_batch(reader, indices, out, layout))
-            del out
+            yield as_tensors(*read_batch(reader, indices, next_slot(ring, len(indices), layout, capacity), layout))
         return
     yield from prefetched(reader, batches, threads, max(batches_ahead, threads), layout, capacity)
 
 
 def prefetched(reader, batches, threads, batches_ahead, layout, capacity):
     """Background threads keep up to ``batches_ahead`` reads in flight; slots are taken from the ring in
-    this (the consumer's) thread, in batch order."""
-    ring, pending, todo = Ring(batches_ahead + 2), deque(), iter(batches)
+    this (the consumer's) thread, in batch order: batch ``i`` lands in slot ``i % (batches_ahead + 2)``,
+    taken when batch ``i - batches_ahead - 1`` is handed out, i.e. after the consumer let go of batch
+    ``i - batches_ahead - 2``."""
+    ring, pending, todo = BatchRing(batches_ahead + 2), deque(), iter(batches)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="prefetch")
 
     def submit_next() -> None:
@@ -85,9 +97,7 @@ def prefetched(reader, batches, threads, batches_ahead, layout, capacity):
         for _ in range(batches_ahead):
             submit_next()
         while pending:
-            batch = as_tensors(*pending.popleft().result())
-            yield batch
-            del batch  # the consumer's reference alone decides whether its slot is free again
+            yield as_tensors(*pending.popleft().result())
             submit_next()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -10,20 +10,39 @@ Parameters common to every loader (documented once, as FFCV does):
 * ``store``: a finished :class:`~thesislib.stores.Store` whose ``kind`` is in the loader's ``store_kinds``;
 * ``split``: ``"train"`` or ``"val"``;
 * ``batch_size``: samples per batch (>= 1); the last batch of an epoch may be short;
-* ``num_workers``: worker processes reading batches in parallel (0: the main process reads);
+* ``num_workers``: readers working in parallel (0: the main process reads): threads or worker processes,
+  chosen per reader (see below);
 * ``pin_memory``: return page-locked CPU tensors (faster, asynchronous copies to a GPU; ignored without one);
 * ``seed``: the sampler's seed; with ``set_epoch`` it fixes the order of every epoch;
 * ``shuffle``: False visits the samples in index order (validation);
 * ``device``: where the batches are delivered (``"cpu"`` for the CPU loaders; GPU loaders take ``"cuda"``).
 
 The batch loader (:class:`FormatLoader`, one per format with a reader) reads a whole batch in one call of
-the format's reader through :class:`ReaderDataset` and PyTorch's ``DataLoader`` (``batch_size=None``, the
-batch list as ``sampler``), so ``num_workers`` and ``pin_memory`` mean what they mean in PyTorch (with
-neither, the batches are read in a plain loop: same batches, less overhead). Files are opened lazily in
-each worker: an HDF5 handle opened before a fork breaks reads.
+the format's reader. What ``num_workers`` means depends on the reader:
 
-A batch may live in a reused buffer (:class:`~thesislib.stores.gather.BatchRing`): it stays valid while
-fewer than ``BatchRing.slots`` (3) further batches have been drawn from the same loader; copy it
+* readers whose work releases the GIL (:meth:`~thesislib.stores.base.Reader.reads_in_threads`: ``numpy``'s
+  gather, ``hdf5`` through its memory map, ``zarr``'s chunk decode, ``files``' image decoders, on local
+  stores): ``num_workers`` *threads* of this process read up to :data:`BATCHES_AHEAD` batches ahead
+  (:func:`thesislib.kernels.prefetch.batches_of`), sharing the reader's open files. Why threads: worker
+  processes are started anew every epoch and pass each batch through shared memory, a cost several times
+  the read itself for the fast formats; threads share the memory map or the decoders' output buffer and
+  pass nothing. For the fastest formats on a small machine the hand-off between threads still costs more
+  than the copy it spreads, so 0 workers can read fastest there. ``python benchmarks/peers.py`` prints
+  these rows side by side (``thesislib`` with 0 and 2 workers, the ``kernel`` prototypes, and the
+  ``pytorch`` rows whose workers are processes);
+* every other reader (h5py without a memory map, stores at a URL, LMDB, Parquet, ...), and any loader asked
+  for ``pin_memory`` on a GPU machine: PyTorch worker *processes* through :class:`ReaderDataset` and a
+  ``DataLoader`` (``batch_size=None``, the batch list as ``sampler``), so ``num_workers`` and
+  ``pin_memory`` mean what they mean in PyTorch. Files are opened lazily in each worker: an HDF5 handle
+  opened before a fork breaks reads.
+
+With ``num_workers=0`` and no pinning the batches are read in a plain loop (same batches, less overhead).
+Threads or processes, the batches and their order are the same.
+
+A batch may live in a reused buffer (:class:`~thesislib.stores.gather.BatchRing`), with a stated lifetime
+(no reference counting): read in the plain loop, it stays valid while fewer than 3 further batches have
+been drawn from the same loader; read by threads (a ring of ``BATCHES_AHEAD + 2`` slots), until 2 further
+batches were drawn. The training loop consumes each batch before it draws the next; copy a batch
 (``clone()``) to keep it longer.
 """
 
@@ -36,6 +55,8 @@ from thesislib.distributed import rank_and_world
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
 from thesislib.stores.gather import BatchRing, gather, gather_pool  # noqa: F401  (loaders gather with these)
+
+BATCHES_AHEAD = 2  # batches the reading threads prepare ahead of the training loop (as FFCV's default)
 
 
 class Loader(abc.ABC):
@@ -127,7 +148,29 @@ class FormatLoader(Loader):
         return check() if check is not None else None
 
     def __iter__(self):
+        if self.reads_in_threads():
+            yield from self.threaded_batches()
+            return
         yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
+
+    def reads_in_threads(self) -> bool:
+        """True: ``num_workers`` background threads read this epoch (no pinning asked on a GPU machine, and
+        the reader's work releases the GIL; see the module docstring)."""
+        pinning = self.pin_memory and torch.cuda.is_available()
+        if self.num_workers == 0 or pinning:
+            return False
+        self.dataset.reader.opened()  # here, before the threads share it
+        return self.dataset.reader.reads_in_threads()
+
+    def threaded_batches(self):
+        """This epoch's batches read ahead by ``num_workers`` threads into a ring of
+        ``BATCHES_AHEAD + 2`` slots (:func:`thesislib.kernels.prefetch.batches_of`)."""
+        from thesislib.kernels.prefetch import Layout, batches_of
+
+        reader = self.dataset.reader
+        layout = Layout(reader.shape[1:], reader.dtype)
+        yield from batches_of(reader, self.batches(), threads=self.num_workers, batches_ahead=BATCHES_AHEAD,
+                              layout=layout)
 
     def close(self) -> None:
         self.dataset.close()

@@ -39,7 +39,7 @@ it) nor anything above the stores (``thesislib.loaders``, ``train``, ``bench``).
 
 A :class:`Reader` is made in the main process and pickled to each DataLoader worker: it holds paths and
 manifest facts only, and opens its files lazily, in the process that reads (an HDF5 or LMDB handle opened
-before a fork breaks reads). ``read(indices)`` takes sorted, unique int64 indices and returns ``(images,
+before a fork breaks reads). ``read(indices, out=None)`` takes sorted, unique int64 indices and returns ``(images,
 labels)``: images (B, H, W, 3) ndarray in the store's dtype, labels (B,) int64 ndarray. ``close()`` drops
 open files and maps (the next ``read`` reopens them). A damaged, truncated or missing file raises one
 :class:`~thesislib.errors.ThesisError` line naming the file and the fix (:func:`damaged`).
@@ -111,10 +111,24 @@ class Reader:
         """(images (B, H, W, 3), labels (B,)) of the sorted ``indices``."""
         raise NotImplementedError
 
-    def read(self, indices) -> tuple:
+    def read(self, indices, out=None) -> tuple:
+        """(images, labels) of the sorted ``indices``; ``out``: a (B, H, W, 3) buffer of the store's dtype
+        to write the images into (only readers whose :meth:`reads_in_threads` is True take one)."""
+        handle = self.opened()
+        return self.read_from(handle, indices) if out is None else self.read_from(handle, indices, out=out)
+
+    def opened(self):
+        """The open handle (opened now if it is not): a loader that reads with threads opens it first, in
+        its own thread, so that the threads share one handle."""
         if self.handle is None:
             self.handle = self.open()
-        return self.read_from(self.handle, indices)
+        return self.handle
+
+    def reads_in_threads(self) -> bool:
+        """True if batches may be read by several threads at once through one open handle, with the GIL
+        released during the work (a gather, a codec), and :meth:`read` takes ``out``; the loader then reads
+        ``num_workers > 0`` with threads, not worker processes. Asked after :meth:`opened`."""
+        return False
 
     def check(self) -> None:
         """Open and close once, so that a missing or damaged file is named when a loader is made."""

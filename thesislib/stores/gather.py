@@ -42,6 +42,13 @@ class BatchRing:
         return buffer[:shape[0]]
 
 
+def batch_buffer(ring, shape: tuple, dtype, out=None) -> np.ndarray:
+    """``out`` if given, else the next buffer of ``ring`` (None: a new array) as an array of ``shape``."""
+    if out is not None:
+        return out
+    return ring.take(shape, dtype) if ring is not None else np.empty(shape, dtype=dtype)
+
+
 def gather_pool(size: int) -> ThreadPoolExecutor:
     """This process's gather threads, at least ``size`` of them (made again after a fork: threads do not
     survive one); a smaller pool of this process is shut down when a larger one replaces it."""
@@ -52,9 +59,9 @@ def gather_pool(size: int) -> ThreadPoolExecutor:
     return _POOL["pool"]
 
 
-def gather(array, indices: np.ndarray, ring: BatchRing = None) -> np.ndarray:
-    """``array[indices]`` along the first axis, copied by up to ``torch.get_num_threads()`` threads into the
-    next buffer of ``ring`` (or a new array).
+def gather(array, indices: np.ndarray, ring: BatchRing = None, out: np.ndarray = None) -> np.ndarray:
+    """``array[indices]`` along the first axis, copied by up to ``torch.get_num_threads()`` threads into
+    ``out`` if given, else into the next buffer of ``ring`` (or a new array).
 
     ``np.take`` copies one row with one memcpy and releases the GIL, so the parts of a batch are copied in
     parallel. Threads that find no free core simply wait, unlike OpenMP's, which spin: a busy machine makes
@@ -65,7 +72,7 @@ def gather(array, indices: np.ndarray, ring: BatchRing = None) -> np.ndarray:
     row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
     threads = max(1, min(torch.get_num_threads(), len(indices) * row_bytes // GATHER_MIN_BYTES))
     shape = (len(indices), *array.shape[1:])
-    out = ring.take(shape, array.dtype) if ring is not None else np.empty(shape, dtype=array.dtype)
+    out = batch_buffer(ring, shape, array.dtype, out)
     if threads == 1:
         np.take(array, indices, 0, out, "clip")
         return out

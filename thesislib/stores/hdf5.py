@@ -5,7 +5,9 @@ indices, so any chunk holding several samples is read (and decompressed) whole f
 compress poorly without loss (gzip saves little and costs CPU on every read), so the images are stored
 uncompressed and *contiguous*: HDF5 then reads exactly the rows a batch asks for, like a memory map.
 
-Read through h5py; a batch is one read of its sorted rows (a point selection). The file is opened lazily
+Read through a memory map of the images' bytes where the file is local (the layout above makes the dataset
+one run of bytes at a known offset: see :class:`Hdf5Reader`), else through h5py, where a batch is one read
+of its sorted rows (a point selection). The file is opened lazily
 in the process that reads, never before the DataLoader forks its workers: an HDF5 handle inherited across a
 fork returns corrupt data.
 """
@@ -17,6 +19,8 @@ import numpy as np
 from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, quote
+from thesislib.stores.gather import BatchRing, batch_buffer
+from thesislib.stores.npy import measured_gather
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
@@ -92,28 +96,61 @@ def open_split(path, split, shape=None):
 
 
 class Hdf5Reader(Reader):
+    """A local store's contiguous, unfiltered images (the layout this store writes) read through a
+    read-only memory map at the dataset's offset (:func:`thesislib.kernels.hdf5map.contiguous_map`, h5py's
+    public ``DatasetID.get_offset()``): a batch is one gather of its rows into a ring of batch buffers, as
+    ``numpy``'s. Any other layout, and a store at a URL, is read through h5py (one point selection)."""
+
     def __init__(self, store, split):
         super().__init__(store, split)
         self.file = remote.join(self.path, FILE)
+        self.ring = BatchRing()
+        self.gather = measured_gather()
 
     def open(self):
         file, images, labels = open_split(self.file, self.split, self.shape)
         try:
-            return file, images, self.checked_labels(f"{self.file}:/{self.split}/labels", labels)
-        except ThesisError:
+            labels = self.checked_labels(f"{self.file}:/{self.split}/labels", labels)
+            return file, self.mapped(images), labels
+        except BaseException:
             file.close()
             raise
 
-    def read_from(self, handle, indices):
-        _, images, labels = handle
+    def mapped(self, images):
+        """``images`` as a memory map if its layout allows one in a local file, else the h5py dataset."""
+        from thesislib.kernels.hdf5map import contiguous_map
+
+        if remote.is_url(self.file):
+            return images
         try:
-            return images[indices], labels[indices]
+            mapped = contiguous_map(images)
+        except (OSError, ValueError) as exc:  # the file ends before the dataset's last byte
+            raise corrupt(self.file, self.split, exc) from exc
+        return images if mapped is None else mapped
+
+    def read_from(self, handle, indices, out=None):
+        _, images, labels = handle
+        if isinstance(images, np.ndarray):
+            out = batch_buffer(self.ring, (len(indices), *images.shape[1:]), images.dtype, out)
+            return self.gather(images, indices, out), labels[indices]
+        try:
+            batch = images[indices]
         except OSError as exc:
             raise ThesisError(f"cannot read samples of /{self.split} from {self.file} ({quote(exc)}): the file is "
                               "corrupt; delete its store folder and run prepare again") from exc
+        if out is None:
+            return batch, labels[indices]
+        out[...] = batch
+        return out, labels[indices]
+
+    def reads_in_threads(self) -> bool:
+        return isinstance(self.opened()[1], np.ndarray)  # a memory map: gathers release the GIL; h5py does not
 
     def close_handle(self, handle) -> None:
         handle[0].close()
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
 
 
 def reader(store, split: str) -> Hdf5Reader:

@@ -4,8 +4,9 @@ The float stores hold pixel / 255 (the thesis asks what float16 storage changes:
 half of float32, and a rounding error below 2**-11 relative). Written in slices with ``file.write`` (not a
 writable memory map, which dies of SIGBUS on a full disk), so a split larger than memory converts too.
 
-Read as a memory map; a batch is one gather of its sorted rows (:func:`thesislib.stores.gather.gather`:
-``np.take``, one memcpy per row, the batch split among a few threads, into a ring of batch buffers). The
+Read as a memory map; a batch is one gather of its sorted rows (:class:`thesislib.kernels.gather.Gather`:
+``np.take``, one memcpy per row, on the number of threads measured fastest for the batch's size, into a
+ring of batch buffers). The
 whole split being one mappable array, :func:`mapped_split` and :func:`images_file` are what the
 ``memory``, ``cupy`` and ``dali`` loaders ask for.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, damaged
-from thesislib.stores.gather import BatchRing, gather
+from thesislib.stores.gather import BatchRing, batch_buffer
 
 KIND = "npy"
 STORES = [StoreSpec("npy-uint8", KIND, "uint8"), StoreSpec("npy-float16", KIND, "float16"),
@@ -103,18 +104,31 @@ class NpyReader(Reader):
         super().__init__(store, split)
         self.images_path, self.labels_path = images_path(store.path, split), labels_path(store.path, split)
         self.ring = BatchRing()
+        self.gather = measured_gather()
 
     def open(self):
         images = open_npy(self.images_path, self.shape, self.dtype)
         labels = open_npy(self.labels_path, self.shape[:1], np.int64, mmap_mode=None)
         return images, self.checked_labels(self.labels_path, labels)
 
-    def read_from(self, handle, indices):
+    def read_from(self, handle, indices, out=None):
         images, labels = handle
-        return gather(images, indices, self.ring), labels[indices]
+        out = batch_buffer(self.ring, (len(indices), *images.shape[1:]), images.dtype, out)
+        return self.gather(images, indices, out), labels[indices]
+
+    def reads_in_threads(self) -> bool:
+        return True  # np.take releases the GIL; the memory map is shared
 
     def __getstate__(self):
         return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
+
+
+def measured_gather():
+    """A :class:`thesislib.kernels.gather.Gather`: ``np.take`` into the batch buffer on the number of threads
+    that its first batches of each size measured fastest in this process."""
+    from thesislib.kernels.gather import Gather
+
+    return Gather()
 
 
 def reader(store, split: str) -> NpyReader:

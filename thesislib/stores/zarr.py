@@ -3,16 +3,24 @@
 Layout, chosen for batch reads of shuffled samples: one sample per chunk, so a batch decompresses only the
 samples it asks for, and chunk keys joined with "." (``c.<i>.0.0.0``), so each sample is one file in the
 split's folder rather than four nested folders. Zarr v3's sharding codec (many chunks in one file) was
-measured and rejected: reading 128 shuffled CIFAR-sized samples from 256-sample shards ran at about a third
-of the speed of plain chunks, because every chunk then costs a shard-index lookup and a ranged read. The
+measured and rejected: shuffled CIFAR-sized samples read from shards far slower than from plain chunks,
+because every chunk then costs a shard-index lookup and a ranged read. The
 price is paid on disk for tiny samples: a 32x32 CIFAR image (3 KiB) takes a whole 4 KiB file-system block,
 so the CIFAR-10 store is ~1.8x its data; at 64x64 and above it is a few per cent. Compression: Zstandard
 level 1, fast to decode; photo pixels shrink little, flat regions more.
 
-A batch is one orthogonal selection of its sorted rows. Zarr fetches the chunks of one selection
-concurrently; its codec pipeline is told to decode a whole batch of chunks per call
-(``codec_pipeline.batch_size``), which reads faster than its default of one. Opened lazily in the process
-that reads.
+A batch of a local store is read by :mod:`thesislib.kernels.zarrchunks`: the batch's chunk files, named by
+the array's own chunk key encoding, read and Zstandard-decoded by a few threads straight into the batch
+buffer (the same codec zarr calls; an absent chunk is the fill value, and :class:`ZarrReader` refuses a
+store whose manifest lists a chunk that is missing). Why not zarr's own read: its asyncio codec pipeline
+costs a fixed Python overhead per chunk that outweighs decoding a small sample, and raising its
+concurrency leaves that cost in place; why not several samples per chunk: a shuffled batch rarely holds
+two samples of one chunk, so each sample still costs a whole chunk's decode. ``python
+benchmarks/zarr_layouts.py`` measures all of these plans on the same shuffled batches and prints their
+ratios (``python benchmarks/peers.py --only zarr`` the loader beside the others). A store at a URL, or an
+array of another layout, is read through zarr (one orthogonal selection per batch; its codec pipeline is
+told to decode a whole batch of chunks per call, ``codec_pipeline.batch_size``). Opened lazily in the
+process that reads.
 """
 
 import os
@@ -120,7 +128,18 @@ class ZarrReader(Reader):
 
     def open(self):
         images, labels = open_split(self.folder, self.split, self.shape)
-        return images, self.checked_labels(remote.join(self.folder, self.split, "labels"), labels)
+        labels = self.checked_labels(remote.join(self.folder, self.split, "labels"), labels)
+        return self.chunk_reader() or images, labels
+
+    def chunk_reader(self):
+        """A :class:`~thesislib.kernels.zarrchunks.ChunkReader` of a local store's images of the layout
+        this store writes; None (read through zarr) for a URL or another layout."""
+        from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
+
+        if remote.is_url(self.folder):
+            return None
+        plan = chunk_plan(Path(self.folder) / self.split / "images")
+        return None if plan is None else ChunkReader(plan)
 
     def check(self) -> None:
         """Also: a chunk file that the manifest lists is missing (after the arrays' shapes are checked)."""
@@ -128,18 +147,31 @@ class ZarrReader(Reader):
         if self.absent is not None:
             raise self.absent
 
-    def read_from(self, handle, indices):
+    def read_from(self, handle, indices, out=None):
+        images, labels = handle
+        if not hasattr(images, "get_orthogonal_selection"):  # a ChunkReader
+            batch = np.empty((len(indices), *self.shape[1:]), np.uint8) if out is None else out
+            return images(indices, batch), labels[indices]
+        batch = self.zarr_read(images, indices)
+        if out is None:
+            return batch, labels[indices]
+        out[...] = batch
+        return out, labels[indices]
+
+    def zarr_read(self, images, indices):
         import zarr
 
-        images, labels = handle
         try:
             with zarr.config.set({"codec_pipeline.batch_size": len(indices)}):
-                return images.get_orthogonal_selection(indices), labels[indices]
+                return images.get_orthogonal_selection(indices)
         except (RuntimeError, *damaged_errors()) as exc:  # a codec error names no file: name the store
             if isinstance(exc, RuntimeError) and not is_decode_error(exc):
                 raise
             raise ThesisError(f"cannot read samples of {self.split} from {self.folder} ({quote(exc)}): the store "
                               "is corrupt; delete its folder and run prepare again") from exc
+
+    def reads_in_threads(self) -> bool:
+        return not hasattr(self.opened()[0], "get_orthogonal_selection")  # chunk decode releases the GIL
 
     def close_handle(self, handle) -> None:
         pass
