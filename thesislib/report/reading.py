@@ -9,7 +9,9 @@ from thesislib.report.statistics import summarize, welch_p, significant, verdict
 
 
 def reading(frame: pd.DataFrame, confidence: float = 0.95) -> str:
-    """A short written reading: which method wins where, by how much, and whether each lead is real.
+    """A short written reading: which method wins where, by how much, and whether each lead is real. Each
+    data set's line leads with the total training time and the data wait per epoch (the thesis's headline:
+    time, not speed); throughput, stall and memory follow.
 
     Every claim of a winner is tested with Welch's t-test at ``1 - confidence``; a lead that is not
     significant is written as such, never as a winner.
@@ -37,7 +39,9 @@ def _reading_dataset(rows: pd.DataFrame, where: str, confidence: float) -> str:
     speed = _ranked(rows, "images_per_s", confidence, best_first_high=True)
     if len(speed) == 1:
         return f"{where}: only {speed['method'][0]} was run ({speed['mean'][0]:,.0f} images/s)."
-    parts = [_reading_speed(rows, speed, confidence),
+    parts = [_reading_least(rows, "total_train_s", confidence, lambda v: f"{v:.3g} s"),  # the headline:
+             _reading_least(rows, "data_s_mean", confidence, lambda v: f"{v:.3g} s"),    # time, not speed
+             _reading_speed(rows, speed, confidence),
              _reading_least(rows, "stall_pct", confidence, lambda v: f"{v:.1f}% of the epoch"),
              _reading_least(rows, "peak_ram_mb", confidence, lambda v: f"{v:,.0f} MiB")]
     return f"{where}: " + "; ".join(part for part in parts if part) + "."
