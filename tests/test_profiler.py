@@ -122,7 +122,7 @@ class HeavyWorkerReader(Reader):
         return np.ones(self.worker_mb * MB, dtype=np.uint8)
 
     def read_from(self, handle, indices):
-        time.sleep(0.02)  # keeps the workers alive a few tenths of a second
+        time.sleep(0.04)  # keeps the workers alive a few tenths of a second (more on a busy machine)
         return np.zeros((len(indices), 8, 8, 3), dtype=np.uint8), np.zeros(len(indices), dtype=np.int64)
 
 
