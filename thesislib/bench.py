@@ -48,7 +48,7 @@ from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
 from thesislib.progress import repeat_bar, wanted
 from thesislib.results import (COLUMNS, aggregate_rank_frame, aggregate_ranks, append_line,  # noqa: F401
-                               append_row, check_results_path)
+                               append_row, check_results_path, env_path)
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
@@ -326,12 +326,6 @@ def report_progress(rows: list, config: BenchConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------- results file
-def env_path(results) -> Path:
-    """``<results>.env.jsonl``: one JSON line per protocol run (its environment)."""
-    path = Path(results)
-    return path.with_name(path.name + ".env.jsonl")
-
-
 def append_environment(results, run_id: str, data_dir) -> None:
     from thesislib import envinfo
 

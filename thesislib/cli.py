@@ -299,14 +299,9 @@ def run_bench(args):
 def verify(dataset: str, store_name: str, data_dir, quiet: bool) -> None:
     """Check a store's data files against its manifest (``thesislib.stores.verify_store``)."""
     from thesislib.progress import wanted
-    from thesislib.stores import open_store
+    from thesislib.stores import open_store, verify_store
 
     store = open_store(data_dir, dataset, store_name)
-    try:
-        from thesislib.stores import verify_store
-    except ImportError as exc:
-        raise ThesisError("verify: this version of thesislib has no thesislib.stores.verify_store; update "
-                          "thesislib") from exc
     verify_store(store, progress=wanted(quiet))
     print(f"{dataset}/{store_name}: every data file matches its manifest's checksum")
 

@@ -292,14 +292,6 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def listed_files(url, manifest: dict) -> dict:
     """{path relative to the store: SHA-256} of every data file the manifest lists; a ThesisError for a
     manifest without per-file checksums (a store prepared by an older thesislib)."""
@@ -312,6 +304,8 @@ def listed_files(url, manifest: dict) -> dict:
 
 def verify_files(copy_dir: Path, manifest: dict) -> None:
     """A ThesisError unless every file the manifest lists is in ``copy_dir`` with its SHA-256."""
+    from thesislib.stores.base import file_sha256  # here: thesislib.stores imports this module
+
     for name, expected in sorted(listed_files(copy_dir, manifest).items()):
         if file_sha256(copy_dir / name) != expected:
             raise ThesisError(f"the copy of {name} in {copy_dir} does not match the manifest's SHA-256: the "

@@ -197,6 +197,13 @@ def rewrite_parquet(path: Path, row: dict) -> None:
     write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+
+def env_path(results) -> Path:
+    """``<results>.env.jsonl``: the sidecar of a results file, one JSON line per protocol run (its
+    environment)."""
+    path = Path(results)
+    return path.with_name(path.name + ".env.jsonl")
+
 # ------------------------------------------------------------------------------- rows of several ranks
 def total(column):
     """The sum of a column's values; NaN if all are NaN (pandas' plain sum would give 0)."""

@@ -16,10 +16,7 @@ from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
 from thesislib.stores import hdf5 as hdf5_store
 from thesislib.stores import imagefiles, npy
 from thesislib.stores import zarr as zarr_store
-
-
-def empty_batch(out, rows: int, sample_shape, dtype) -> np.ndarray:
-    return np.empty((rows, *sample_shape), dtype=dtype) if out is None else out
+from thesislib.stores.gather import batch_buffer
 
 
 class Lazy:
@@ -72,7 +69,7 @@ class Hdf5Reader(Lazy):
         images, labels, file = self.opened()
         if file is None:
             return self.gather(images, indices, out), labels[indices]
-        batch = empty_batch(out, len(indices), images.shape[1:], images.dtype)
+        batch = batch_buffer(None, (len(indices), *images.shape[1:]), images.dtype, out)
         images.read_direct(batch, np.s_[indices])
         return batch, labels[indices]
 
@@ -102,7 +99,7 @@ class ZarrReader(Lazy):
         if chunks is None:
             batch = fallback.get_orthogonal_selection(indices)
             return (batch if out is None else np.copyto(out, batch) or out), labels[indices]
-        return chunks(indices, empty_batch(out, len(indices), self.shape[1:], np.uint8)), labels[indices]
+        return chunks(indices, batch_buffer(None, (len(indices), *self.shape[1:]), np.uint8, out)), labels[indices]
 
 
 class FilesReader(Lazy):
@@ -118,7 +115,7 @@ class FilesReader(Lazy):
 
     def read(self, indices, out=None):
         paths = self.opened()
-        batch = empty_batch(out, len(indices), self.shape[1:], np.uint8)
+        batch = batch_buffer(None, (len(indices), *self.shape[1:]), np.uint8, out)
         return self.decode([paths[i] for i in indices], batch), self.labels[indices]
 
 

@@ -25,6 +25,11 @@ from thesislib.loaders.sampler import batch_count, check_seed, check_whole
 SHUFFLE_BUFFER = 1000  # samples in the shuffle buffer (webdataset's and tf.data's usual size)
 
 
+def buffer_seed(seed: int, epoch: int, rank: int) -> int:
+    """The shuffle buffer's seed for ``epoch`` on ``rank`` (one per (seed, epoch, rank))."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
 def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """The epoch's shard order: a permutation seeded by (seed, epoch), or 0..S-1 without shuffling."""
     if not shuffle:

@@ -23,15 +23,11 @@ import numpy as np
 import torch
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.streaming import StreamingLoader
+from thesislib.loaders.streaming import StreamingLoader, buffer_seed
 from thesislib.stores import shards
 from thesislib.stores import tfrecord as store_format
 
 CYCLE_LENGTH = 4  # shard files read at once by interleave
-
-
-def buffer_seed(seed: int, epoch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
 def to_torch(tf, tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from thesislib.loaders.base import iterate
-from thesislib.loaders.streaming import StreamingLoader
+from thesislib.loaders.streaming import StreamingLoader, buffer_seed
 from thesislib.stores import webdataset as store_format
 from thesislib.stores.base import damaged
 
@@ -41,10 +41,6 @@ def collate(samples) -> tuple:
     images, labels, keys = zip(*samples)
     return (torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
             torch.tensor([int(key) for key in keys], dtype=torch.int64))
-
-
-def buffer_seed(seed: int, epoch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
 class WebDatasetLoader(StreamingLoader):

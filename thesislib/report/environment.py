@@ -10,12 +10,7 @@ from thesislib.envinfo import LABELS as ENV_LABELS
 from thesislib.errors import ThesisError
 from thesislib.report.columns import VOLATILE_ENV_KEYS
 from thesislib.report.load import parse_paths
-
-
-def env_path(results_path) -> Path:
-    """The sidecar bench appends one JSON line per run to: ``<results>.env.jsonl``."""
-    path = Path(results_path)
-    return path.with_name(path.name + ".env.jsonl")
+from thesislib.results import env_path
 
 
 def read_environments(results, frame: pd.DataFrame) -> list:

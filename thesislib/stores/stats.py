@@ -33,7 +33,8 @@ def prepared_stores(data_dir, dataset: str) -> list:
 def store_statistics(data_dir, dataset: str, stores=None) -> pd.DataFrame:
     """One row per finished store of ``dataset`` (all prepared ones by default), with its sizes."""
     names = stores or prepared_stores(data_dir, dataset)
-    table = pd.DataFrame([store_row(open_store(data_dir, dataset, name)) for name in names])
-    raw = table["images"] * np.prod(open_store(data_dir, dataset, names[0]).shape("train")[1:])
+    stores = [open_store(data_dir, dataset, name) for name in names]
+    table = pd.DataFrame([store_row(store) for store in stores])
+    raw = table["images"] * np.prod(stores[0].shape("train")[1:])
     table["ratio_to_raw_uint8"] = table["bytes_apparent"] / raw
     return table.set_index("store")
