@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from run_study_script import run_study_module
 from thesislib import cli, report
 from thesislib.errors import ThesisError
 
@@ -369,31 +370,20 @@ def test_results_notebook_runs_on_a_results_file_made_by_the_test(study, tmp_pat
     assert "example" not in (out / "05_table_images_per_s.md").read_text()   # measured rows: no mark
 
 
-def _run_study_module():
-    import importlib.util
-
-    from thesislib.paths import PROJECT_ROOT
-
-    spec = importlib.util.spec_from_file_location("run_study", PROJECT_ROOT / "scripts" / "run_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_study_profile_covers_every_dataset_with_a_valid_scale():
     from thesislib.datasets import DATASETS, check_scale
 
-    for profile in _run_study_module().PROFILES.values():
+    for profile in run_study_module().PROFILES.values():
         assert set(profile["scales"]) == set(DATASETS)
         assert all(check_scale(scale) for scale in profile["scales"].values())
 
 
 def test_the_quick_profile_has_at_least_three_repeats():
-    assert _run_study_module().PROFILES["quick"]["repeats"] >= 3
+    assert run_study_module().PROFILES["quick"]["repeats"] >= 3
 
 
 def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
-    module = _run_study_module()
+    module = run_study_module()
     first = module.new_run_dir(tmp_path / "runs", "20260101-000000")
     second = module.new_run_dir(tmp_path / "runs", "20260101-000000")
     assert first.name == "20260101-000000" and second.name == "20260101-000000-2"
@@ -402,7 +392,7 @@ def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
 
 
 def test_run_study_writes_its_summaries_whole(tmp_path):
-    module = _run_study_module()
+    module = run_study_module()
     study = module.Study("quick", module.new_run_dir(tmp_path, "run"))
     study.skipped = {"cupy": "needs a CUDA GPU"}
     study.steps = [("a step", "ok", 1.0, "")]
@@ -414,7 +404,7 @@ def test_run_study_writes_its_summaries_whole(tmp_path):
 
 def test_run_study_refuses_an_unknown_loader(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        _run_study_module().parse_args(["--loaders", "numpy,floppy"])
+        run_study_module().parse_args(["--loaders", "numpy,floppy"])
     assert exit_info.value.code == 2
     assert "unknown loader floppy" in capsys.readouterr().err
 

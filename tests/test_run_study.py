@@ -1,20 +1,13 @@
 """`make run` (scripts/run_study.py): step k of n with time, a failed notebook reported with the command
 line's one line, and notebook 04 writing its figure into the run folder, not the tracked figures/."""
 
-import importlib.util
 import subprocess
 
 import pytest
 
+from run_study_script import run_study_module
 from thesislib.cli import main
 from thesislib.paths import PROJECT_ROOT
-
-
-def run_study_module():
-    spec = importlib.util.spec_from_file_location("run_study", PROJECT_ROOT / "scripts" / "run_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_each_step_says_k_of_n_with_elapsed_time_and_an_estimate(tmp_path, capsys):

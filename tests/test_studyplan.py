@@ -1,7 +1,6 @@
 """The measured study's machinery: the machine name, the plan and its cut rules, resumability (real
 `run_study.py --profile study` runs on a tiny store), and the summary."""
 
-import importlib.util
 import subprocess
 import sys
 from dataclasses import replace
@@ -9,6 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from run_study_script import run_study_module
 from thesislib import report
 from thesislib.datasets import DATASETS
 from thesislib.paths import PROJECT_ROOT
@@ -108,15 +108,8 @@ def test_summary_states_commit_machine_cut_rules_and_what_remains():
     assert done.label() in text.split("## Complete")[1]
 
 
-def _run_study():
-    spec = importlib.util.spec_from_file_location("run_study", PROJECT_ROOT / "scripts" / "run_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_study_profile_options_reach_the_plan_and_bad_tiers_are_refused():
-    module = _run_study()
+    module = run_study_module()
     args = module.parse_args(["--profile", "study", "--tiers", "stores", "--models", "none", "--scale", "0.01"])
     assert args.tiers == ["stores"] and module.study_settings(args)["scales"]["masks"] == 0.01
     with pytest.raises(SystemExit):
