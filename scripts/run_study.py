@@ -338,14 +338,44 @@ def study_settings(args) -> dict:
     return settings
 
 
-def make_plan(args, settings: dict, available: list):
+def make_plan(args, settings: dict, available: list, costs=None):
     from thesislib.datasets import DATASETS
     from thesislib.loaders import DEFAULT_STORES
     from thesislib.studyplan import cut_plan, full_plan
 
     full = [c for c in full_plan(loader_stores(available), DEFAULT_STORES, args.datasets, settings)
             if c.tier in args.tiers and c.model in args.models]
-    return cut_plan(full, DATASETS, settings["repeats"], settings["budget_s"])
+    return cut_plan(full, DATASETS, settings["repeats"], settings["budget_s"], costs)
+
+
+def costs_path(args, results: Path):
+    """Where the study's measured costs live (None: ``--costs assumed``, the assumed cost model)."""
+    if args.costs == "assumed":
+        return None
+    return Path(args.costs).resolve() if args.costs else results.parent / "costs.json"
+
+
+def study_costs(study: Study, args, settings: dict, results: Path, available: list):
+    """The costs measured on this machine (``costs.json`` beside the results); measured first when the
+    file is missing (a step of its own), unless only the plan is asked for."""
+    from thesislib import studycost
+    from thesislib.loaders import DEFAULT_STORES
+
+    path = costs_path(args, results)
+    if path is None:
+        return None
+    costs = studycost.load(path)
+    if costs is None and not args.plan_only:
+        def measure():
+            measured = studycost.calibrate(loader_stores(available), DEFAULT_STORES, args.datasets,
+                                           ROOT / settings["data_dir"] / "calibration", seed=settings["seed"])
+            studycost.save(measured, path)
+        study.clock.total += 1
+        study.step(f"measure the cost model on small stores ({path.name})", measure)
+        costs = studycost.load(path)
+    if costs is None:
+        print(f"     no {path.name} yet: the plan uses the assumed costs", flush=True)
+    return costs
 
 
 def run_study_profile(args, study: Study, started: float) -> int:
@@ -359,7 +389,8 @@ def run_study_profile(args, study: Study, started: float) -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     study.step("record the environment and which loaders can run here", lambda: record_environment(study))
     study.skipped = {n: why for n, why in study.available.items() if n in args.loaders and why != "available"}
-    plan = make_plan(args, settings, [n for n in args.loaders if n not in study.skipped])
+    available = [n for n in args.loaders if n not in study.skipped]
+    plan = make_plan(args, settings, available, study_costs(study, args, settings, results, available))
     todo = missing_repeats(plan.combinations, completed_repeats(read_results(results)), settings["repeats"])
     print(f"     {len(plan.combinations)} combinations planned, {len(todo)} not complete in {results}", flush=True)
     study.clock.total = 1 + len(todo)
@@ -437,6 +468,9 @@ def parse_args(argv=None):
     study.add_argument("--scale", type=float, default=None, help="override every data set's scale (partial)")
     study.add_argument("--repeats", type=int, default=None, help="override the 10 repeats (partial)")
     study.add_argument("--data-dir", default=None, help=f"where the stores go (default {STUDY['data_dir']})")
+    study.add_argument("--costs", default=None,
+                       help="the measured cost model (default: costs.json beside the results, measured when "
+                            "missing); 'assumed' plans with the assumed costs")
     study.add_argument("--note", action="append", help="a line for the summary (e.g. 'busy machine')")
     study.add_argument("--plan-only", action="store_true", help="print the plan and its cuts; run nothing")
     study.add_argument("--no-report", action="store_true", help="do not execute notebooks 05 and 06 afterwards")

@@ -121,7 +121,7 @@ def test_a_second_run_skips_complete_combinations_and_resumes_a_partial_one(tmp_
     results = tmp_path / "measured" / "results.csv"
     command = [sys.executable, "scripts/run_study.py", "--profile", "study", "--loaders", "numpy",
                "--datasets", "cifar10", "--scale", "0.002", "--repeats", "2", "--tiers", "thesis,cold", "--results", str(results), "--data-dir", str(tmp_path / "data"),
-               "--machine", "test-1core", "--no-report"]
+               "--machine", "test-1core", "--no-report", "--costs", "assumed"]
     first = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = pd.read_csv(results)
@@ -194,3 +194,39 @@ def test_thesis_caption_counts_the_repeats_of_the_default_stores_only():
     frame = report.add_labels(report.example_results(0))
     extra = frame[frame["loader"] == "numpy"].assign(store="npy-float16", run_id="f16")
     assert "over 3 repeats" in study.thesis_caption(pd.concat([frame, extra], ignore_index=True))
+
+
+def test_the_cost_model_is_measured_here_saved_and_used_by_the_plan(tmp_path):
+    from thesislib import studycost
+
+    costs = studycost.calibrate({"numpy": ["npy-uint8"]}, {"numpy": "npy-uint8"}, ["cifar10"], tmp_path / "data",
+                                scales={"cifar10": 0.004}, say=lambda line: None)
+    assert set(costs.read_s) == {"cifar10/numpy/npy-uint8"} and set(costs.step_s) == {"cifar10/small"}
+    assert set(costs.write_s) == {"cifar10/npy-uint8"}
+    assert all(value > 0 for value in [*costs.read_s.values(), *costs.write_s.values()])
+    assert costs.step_s["cifar10/small"] >= 0 and costs.facts["scales"] == {"cifar10": 0.004}
+    again = studycost.load(studycost.save(costs, tmp_path / "costs.json"))
+    assert again.read_s == costs.read_s and again.step_s == costs.step_s and again.facts == costs.facts
+
+    c = Combination("thesis", "cifar10", "numpy", "npy-uint8", "small", 1.0)
+    spec = DATASETS["cifar10"]
+    per_image = costs.read("cifar10", "numpy", "npy-uint8") + costs.step("cifar10", "small")
+    assert estimate_s(c, spec, 2, costs) == pytest.approx(5.0 + 2 * (1.0 + 60_000 * per_image))
+    unmeasured = replace(c, loader="files", store="files-jpeg")   # its read falls back to the assumed cost
+    measured_step, assumed_step = costs.step("cifar10", "small"), 150 * 32 * 32 * 1e-9
+    assert estimate_s(unmeasured, spec, 2, costs) == pytest.approx(
+        estimate_s(unmeasured, spec, 2) + 2 * 60_000 * (measured_step - assumed_step))
+    plan = cut_plan([c], DATASETS, 2, 3600, costs)
+    assert "measured on this machine" in summary_markdown(plan, None, STUDY, {
+        "commit": "abc", "machine": "m", "cpu_model": "cpu", "cores": 2, "results": "r.csv", "skipped": {},
+        "notes": [], "partial": False})
+
+
+def test_a_damaged_cost_file_is_one_clear_error(tmp_path):
+    from thesislib import studycost
+    from thesislib.errors import ThesisError
+
+    (tmp_path / "costs.json").write_text("[1, 2")
+    with pytest.raises(ThesisError, match="costs.json is not a cost file of the study.*delete it"):
+        studycost.load(tmp_path / "costs.json")
+    assert studycost.load(tmp_path / "missing.json") is None

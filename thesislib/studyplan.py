@@ -25,8 +25,11 @@ Cut rules (:func:`cut_plan`), stated in the summary with every combination they 
 3. If even the smallest cap does not fit, whole combinations are left out from the end of the tier order
    (ranks first, thesis last) until the plan fits.
 
-The estimate (:func:`estimate_s`) is a cost model with *assumed* per-pixel costs (:data:`READ_NS` and
-friends), not a measurement; the summary prints, beside it, what each combination took when it ran.
+The estimate (:func:`estimate_s`) takes the seconds per image measured on this machine before the study
+(:mod:`thesislib.studycost`, ``costs.json`` beside the results, committed with them so that a resumed study
+plans the same combinations); only where a cost was not measured does it fall back to the *assumed*
+per-pixel costs of :data:`READ_NS` and friends. The cold-cache factor and the (absent) speed-up of workers and
+ranks stay assumed. The summary prints, beside each estimate, what the combination took when it ran.
 """
 
 import math
@@ -60,7 +63,7 @@ WRITE_NS = {"files-jpeg": 30, "files-png": 100, "files-bmp": 10, "files-tiff": 2
             "files-jp2": 600, "parquet": 100, "tfrecord": 30, "webdataset": 30}  # others: 5
 WRITE_IMAGE_US = {"files": 100}  # per file written; others: 5
 PROCESS_S, REPEAT_S = 5.0, 1.0   # starting a bench process; building one repeat's loaders and model
-SPEEDUP = {"workers": 1.6, "ranks": 1.6}
+SPEEDUP = {"workers": 1.0, "ranks": 1.0}   # assumed: none (2 cores; the plan must not underestimate)
 COLD_FACTOR = 1.3
 
 
@@ -99,6 +102,7 @@ class Plan:
     reduced: list = field(default_factory=list)    # (combination, full-scale estimate in s)
     dropped: list = field(default_factory=list)    # (combination, reason)
     estimate_s: float = 0.0
+    costs: object = None                           # thesislib.studycost.Costs, or None (assumed costs)
 
 
 def combination_key(values: dict) -> tuple:
@@ -169,53 +173,69 @@ def images(dataset_spec, scale: float) -> int:
     return sum(dataset_spec.split_sizes(scale).values())
 
 
-def estimate_s(c: Combination, dataset_spec, repeats: int) -> float:
-    """The cost model's seconds for ``repeats`` repeats of ``c`` (see the module's assumed costs)."""
+def estimate_s(c: Combination, dataset_spec, repeats: int, costs=None) -> float:
+    """Seconds for ``repeats`` repeats of ``c``: from the costs measured on this machine
+    (:class:`thesislib.studycost.Costs`) where they hold ``c``'s loader, store and model, else from the
+    module's assumed costs."""
+    read, step = measured_per_image(c, costs)
     pixels = dataset_spec.size ** 2
-    read = READ_NS[c.store] * pixels * 1e-9 + IMAGE_US.get(c.loader, 2) * 1e-6
+    if read is None:
+        read = READ_NS[c.store] * pixels * 1e-9 + IMAGE_US.get(c.loader, 2) * 1e-6
+    if step is None:
+        step = MODEL_NS[c.model] * pixels * 1e-9
     if c.cache_state == "cold":
         read *= COLD_FACTOR
     if c.num_workers:
         read /= SPEEDUP["workers"]
-    step = MODEL_NS[c.model] * pixels * 1e-9
     per_image = (read + step) / (SPEEDUP["ranks"] if c.world_size > 1 else 1)
     return PROCESS_S + repeats * (REPEAT_S + c.epochs * images(dataset_spec, c.scale) * per_image)
 
 
-def prepare_s(dataset_spec, store: str, scale: float) -> float:
-    """The cost model's seconds to write ``store`` of a data set at ``scale``."""
+def measured_per_image(c: Combination, costs) -> tuple:
+    """(read, step) seconds per image measured for ``c`` (None where the costs do not hold them)."""
+    if costs is None:
+        return None, None
+    return costs.read(c.dataset, c.loader, c.store), costs.step(c.dataset, c.model)
+
+
+def prepare_s(dataset_spec, store: str, scale: float, costs=None) -> float:
+    """Seconds to write ``store`` of a data set at ``scale`` (measured per image where ``costs`` hold it)."""
+    measured = costs.write(dataset_spec.name, store) if costs is not None else None
+    if measured is not None:
+        return 2.0 + images(dataset_spec, scale) * measured
     per_image = WRITE_NS.get(store, 5) * dataset_spec.size ** 2 * 1e-9
     per_image += WRITE_IMAGE_US.get(store.split("-")[0], 5) * 1e-6
     return 2.0 + images(dataset_spec, scale) * per_image
 
 
-def fit_scale(c: Combination, spec, repeats: int, cap_s: float) -> Combination:
+def fit_scale(c: Combination, spec, repeats: int, cap_s: float, costs=None) -> Combination:
     """Rule 1: ``c`` at the largest ladder scale (at most its own) whose estimate fits ``cap_s``."""
     for scale in [s for s in SCALE_LADDER if s <= c.scale] or [c.scale]:
-        if estimate_s(replace(c, scale=scale), spec, repeats) <= cap_s:
+        if estimate_s(replace(c, scale=scale), spec, repeats, costs) <= cap_s:
             return replace(c, scale=scale)
     return replace(c, scale=min(SCALE_LADDER[-1], c.scale))
 
 
-def plan_cost(combinations, specs: dict, repeats: int) -> float:
+def plan_cost(combinations, specs: dict, repeats: int, costs=None) -> float:
     """Estimated seconds of running ``combinations`` and preparing every (data set, scale, store) they read."""
     stores = {(c.dataset, c.scale, c.store) for c in combinations}
-    return (sum(estimate_s(c, specs[c.dataset], repeats) for c in combinations)
-            + sum(prepare_s(specs[d], store, scale) for d, scale, store in stores))
+    return (sum(estimate_s(c, specs[c.dataset], repeats, costs) for c in combinations)
+            + sum(prepare_s(specs[d], store, scale, costs) for d, scale, store in stores))
 
 
-def cut_plan(full: list, specs: dict, repeats: int, budget_s: float) -> Plan:
-    """Rules 1-3 of the module docstring applied to ``full`` (a :func:`full_plan`)."""
+def cut_plan(full: list, specs: dict, repeats: int, budget_s: float, costs=None) -> Plan:
+    """Rules 1-3 of the module docstring applied to ``full`` (a :func:`full_plan`), with the costs
+    measured on this machine (:mod:`thesislib.studycost`) where given."""
     for cap in CAPS_S:
-        fitted = [fit_scale(c, specs[c.dataset], repeats, cap) for c in full]
-        if plan_cost(fitted, specs, repeats) <= budget_s or cap == CAPS_S[-1]:
+        fitted = [fit_scale(c, specs[c.dataset], repeats, cap, costs) for c in full]
+        if plan_cost(fitted, specs, repeats, costs) <= budget_s or cap == CAPS_S[-1]:
             break
-    reduced = [(new, estimate_s(old, specs[old.dataset], repeats))
+    reduced = [(new, estimate_s(old, specs[old.dataset], repeats, costs))
                for old, new in zip(full, fitted) if new.scale != old.scale]
     kept, dropped = list(fitted), []
-    while kept and plan_cost(kept, specs, repeats) > budget_s:
+    while kept and plan_cost(kept, specs, repeats, costs) > budget_s:
         dropped.insert(0, (kept.pop(), f"over the {budget_s / 3600:g}-hour budget even at the {cap:g} s cap"))
-    return Plan(kept, cap, reduced, dropped, plan_cost(kept, specs, repeats))
+    return Plan(kept, cap, reduced, dropped, plan_cost(kept, specs, repeats, costs), costs)
 
 
 def repeat_records(rows) -> list:
@@ -265,12 +285,30 @@ CUT_RULES = (
     "{hours:g}-hour budget (chosen: {cap:g} s);\n"
     "3. if even the smallest cap does not fit, whole combinations are left out from the end of the tier order "
     "({tiers}) until the plan fits.\n"
-    "Estimates come from the cost model's assumed per-pixel costs (thesislib.studyplan), not from measurements.")
+    "{estimates}")
+
+ESTIMATES_MEASURED = (
+    "Estimates come from costs measured on this machine before the study ({source}: one epoch of every loader "
+    "on every store it reads, and of the small model, on small stores; thesislib.studycost), with assumed "
+    "factors for a cold page cache ({cold:g}x) and none for 2 workers or 2 ranks{failed}.")
+ESTIMATES_ASSUMED = ("Estimates come from the cost model's assumed per-pixel costs (thesislib.studyplan), not from "
+                     "measurements.")
 
 
 def cut_rules_text(plan: Plan, settings: dict = STUDY) -> str:
     return CUT_RULES.format(ladder=", ".join(f"{s:g}" for s in SCALE_LADDER), caps=", ".join(map(str, CAPS_S)),
-                            hours=settings["budget_s"] / 3600, cap=plan.cap_s, tiers=", ".join(TIERS))
+                            hours=settings["budget_s"] / 3600, cap=plan.cap_s, tiers=", ".join(TIERS),
+                            estimates=estimates_text(plan.costs))
+
+
+def estimates_text(costs) -> str:
+    """Where the plan's estimates come from (measured costs, or the assumed ones)."""
+    if costs is None:
+        return ESTIMATES_ASSUMED
+    failed = costs.facts.get("failed") or {}
+    failed_text = (f"; not measured, so assumed: {', '.join(sorted(failed))}" if failed else "")
+    source = f"costs.json, measured at commit `{str(costs.facts.get('commit', 'unknown'))[:12]}`"
+    return ESTIMATES_MEASURED.format(source=source, cold=COLD_FACTOR, failed=failed_text)
 
 
 def summary_markdown(plan: Plan, rows, settings: dict, facts: dict) -> str:
@@ -289,7 +327,7 @@ def summary_markdown(plan: Plan, rows, settings: dict, facts: dict) -> str:
              f"- settings: scales {settings['scales']}, {settings['epochs']} epoch(s), {repeats} repeats, "
              f"batch {settings['batch_size']}, device {settings['device']}, seed {settings['seed']}",
              f"- complete: {len(done)} of {len(plan.combinations)} planned combinations; "
-             f"{len(todo)} remain (estimated {sum(estimate_s(c, _spec(c), n) for c, n in todo) / 60:.0f} min)"]
+             f"{len(todo)} remain (estimated {sum(estimate_s(c, _spec(c), n, plan.costs) for c, n in todo) / 60:.0f} min)"]
     if facts.get("partial"):
         lines += ["", "**This is a partial study**, not the profile's: " + "; ".join(facts["notes"]) +
                   ". The full study is `make run PROFILE=study` (run it again until nothing remains)."]
@@ -303,9 +341,9 @@ def summary_markdown(plan: Plan, rows, settings: dict, facts: dict) -> str:
     lines += table("Loaders that cannot run on this machine (left out)", ["loader", "why"],
                    [[name, why] for name, why in facts["skipped"].items()])
     lines += table("Remaining (not complete)", ["combination", "repeats to run", "estimate (s)"],
-                   [[c.label(), str(n), f"{estimate_s(c, _spec(c), n):.0f}"] for c, n in todo])
+                   [[c.label(), str(n), f"{estimate_s(c, _spec(c), n, plan.costs):.0f}"] for c, n in todo])
     lines += table("Complete", ["combination", "estimate (s)", "measured training (s)"],
-                   [[c.label(), f"{estimate_s(c, _spec(c), repeats):.0f}", f"{measured_s(rows, c):.1f}"]
+                   [[c.label(), f"{estimate_s(c, _spec(c), repeats, plan.costs):.0f}", f"{measured_s(rows, c):.1f}"]
                     for c in done])
     return "\n".join(lines) + "\n"
 
