@@ -38,11 +38,11 @@ from pathlib import Path
 import torch
 
 from thesislib import __version__, distributed, pagecache, remote
-from thesislib.datasets import SPLITS, check_scale, get_dataset
+from thesislib.datasets import SPLITS, check_scale, check_seed, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
 from thesislib.loaders.base import check_num_workers, check_store_kind
-from thesislib.loaders.sampler import check_batch_size, check_rank, check_seed, check_whole
+from thesislib.loaders.sampler import check_batch_size, check_rank, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
