@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from thesislib import bench, pagecache
-from thesislib.bench import COLUMNS, BenchConfig, run_protocol
+from thesislib.bench import BenchConfig, run_protocol
 from thesislib.cli import main
 from thesislib.errors import ThesisError
+from thesislib.results import COLUMNS
 
 TINY = 0.005  # the scale of the prepared_cifar10 fixture
 

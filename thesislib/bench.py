@@ -16,9 +16,9 @@ Under ``torchrun --nproc-per-node N`` (see :mod:`thesislib.distributed`) the pro
 reads its share of every epoch (the sampler's rank split), trains a ``DistributedDataParallel`` model and
 measures itself. Every repeat gives one row per rank, with ``world_size`` and ``rank`` columns (a single
 process: 1 and 0); rank 0 gathers the ranks' rows and appends them all, so one process writes the file.
-:func:`aggregate_ranks` combines a repeat's rows into one: the slowest rank's time, the summed
-throughput and memory, the longest and shortest data wait (a straggler shows). Set-up errors on any rank
-stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
+:func:`thesislib.results.aggregate_ranks` combines a repeat's rows into one: the slowest rank's time, the
+summed throughput and memory, the longest and shortest data wait (a straggler shows). Set-up errors on any
+rank stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
 
 ``THESISLIB_SAMPLE_LOG=DIR`` (a debugging aid) makes every rank append the index batches its loaders are
 given to ``DIR/rank<R>-<split>.jsonl`` (one JSON line per batch: repeat, epoch, indices).
@@ -47,8 +47,7 @@ from thesislib.models import build_model, build_optimizer, check_model_name, che
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
 from thesislib.progress import repeat_bar, wanted
-from thesislib.results import (COLUMNS, aggregate_rank_frame, aggregate_ranks, append_line,  # noqa: F401
-                               append_row, check_results_path, env_path)
+from thesislib.results import aggregate_ranks, append_line, append_row, check_results_path, env_path
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
