@@ -3,6 +3,7 @@ through a verified local copy (``--cache``), give what the local store gives; ba
 half-written remote stores are one line with exit status 2."""
 
 import multiprocessing
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from thesislib.cli import main
 from thesislib.errors import ThesisError
 from thesislib.loaders import make_loader
 from thesislib.prepare import prepare
-from thesislib.stores import open_store
+from thesislib.stores import integrity, open_store
 
 SCALE = 0.002  # 100 train, 20 val samples: moto answers a request in tens of milliseconds
 STORES = ["npy-uint8", "zarr", "files-png", "hdf5", "parquet"]
@@ -129,6 +130,18 @@ def test_a_verified_copy_is_made_once_and_then_reused(http_data, tmp_path):
     assert copied == store.manifest["bytes_apparent"] + len((path / "manifest.json").read_bytes())
     assert copied_again == 0
     assert_same_batches(all_batches(tmp_path, "files", "files-png"), all_batches(http_data, "files", "files-png"))
+
+
+def test_a_fresh_copy_is_not_scanned_again_but_a_reused_one_is(http_data, tmp_path, monkeypatch):
+    scanned, scan = [], integrity.check_regular_files  # the real scan, recorded
+    monkeypatch.setattr(integrity, "check_regular_files", lambda folder: scanned.append(Path(folder)) or scan(folder))
+    copy = tmp_path / "cifar10" / "npy-uint8"
+    bench(http_data, "numpy", "npy-uint8", cache=str(tmp_path))
+    assert scanned == []  # verify_store has just hashed every file of the copy
+    os.mkfifo(copy / "stray")
+    with pytest.raises(ThesisError, match=f"{copy / 'stray'} is not a regular file"):
+        bench(http_data, "numpy", "npy-uint8", cache=str(tmp_path))
+    assert scanned == [copy]
 
 
 def copy_in_process(url, cache_dir, manifest, results):

@@ -116,9 +116,10 @@ def prepare_hint(config: BenchConfig) -> str:
     return f"{prepare_command(config.dataset, config.store, config.data_dir)} --scale {config.scale}"
 
 
-def open_prepared_store(config: BenchConfig):
-    """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run."""
-    store = open_store(config.data_dir, config.dataset, config.store, hint=prepare_hint(config))
+def open_prepared_store(config: BenchConfig, verified: bool = False):
+    """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run
+    (``verified``: a copy just hashed file by file, see :func:`~thesislib.stores.open_store`)."""
+    store = open_store(config.data_dir, config.dataset, config.store, hint=prepare_hint(config), verified=verified)
     prepared = float(store.manifest.get("scale", config.scale))
     if not math.isclose(prepared, config.scale, rel_tol=1e-9):
         raise ThesisError(f"store {store.path} was prepared at scale {prepared}, not {config.scale}: run "
@@ -159,7 +160,8 @@ def use_cache(config: BenchConfig, store) -> tuple:
 
     path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest,
                                                  lambda tmp: verify_store(replace(store, path=tmp), progress=False))
-    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)))
+    fresh = copied > 0  # copied and verified now; 0 bytes: an earlier copy, checked again as any store is
+    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)), verified=fresh)
     return local, {"cache_copy_s": seconds, "cache_copy_bytes": copied, "store_location": str(store.path)}
 
 
