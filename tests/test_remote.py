@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from one_line import one_line_error
 from servers import forget_filesystems, http_root, s3_endpoint  # noqa: F401 (session fixtures)
 
 from thesislib import remote
@@ -178,11 +179,7 @@ def test_a_copy_that_does_not_match_the_manifest_is_refused_and_not_kept(http_ro
 
 # ------------------------------------------------------------------------------------ one-line errors
 def run_cli(capsys, *args):
-    status = main(list(args))
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    return one_line_error(capsys, main(list(args)))
 
 
 def bench_args(data_dir, loader="zarr", *extra):
