@@ -7,11 +7,13 @@ import math
 import pandas as pd
 import pytest
 import torch
+from one_line import one_line_error
 
 from thesislib import bench, pagecache
-from thesislib.bench import COLUMNS, BenchConfig, run_protocol
+from thesislib.bench import BenchConfig, run_protocol
 from thesislib.cli import main
 from thesislib.errors import ThesisError
+from thesislib.results import COLUMNS
 
 TINY = 0.005  # the scale of the prepared_cifar10 fixture
 
@@ -20,14 +22,6 @@ def config(data_dir, **changes):
     settings = dict(loader="numpy", dataset="cifar10", epochs=1, repeats=2, batch_size=64, scale=TINY,
                     data_dir=str(data_dir), device="cpu")
     return BenchConfig(**{**settings, **changes})
-
-
-def assert_one_line_error(capsys, status, *fragments):
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 CONTRACT_COLUMNS = [  # docs/CONTRACT.md's results columns, in its order
@@ -160,17 +154,17 @@ def bench_cli(data_dir, tmp_path, *options):
 
 def test_unknown_loader_exits_2_listing_the_loaders(prepared_cifar10, tmp_path, capsys):
     status = bench_cli(prepared_cifar10, tmp_path, "--loader", "ffcv")
-    assert_one_line_error(capsys, status, "unknown loader 'ffcv'", "files, torchvision, dali, numpy")
+    one_line_error(capsys, status, "unknown loader 'ffcv'", "files, torchvision, dali, numpy")
 
 
 def test_unknown_dataset_exits_2_listing_the_datasets(tmp_path, capsys):
     status = main(["bench", "--loader", "numpy", "--dataset", "mnist", "--data-dir", str(tmp_path)])
-    assert_one_line_error(capsys, status, "unknown dataset 'mnist'", "cifar10, tinyimagenet, masks")
+    one_line_error(capsys, status, "unknown dataset 'mnist'", "cifar10, tinyimagenet, masks")
 
 
 def test_missing_store_names_the_prepare_to_run(tmp_path, capsys):
     status = bench_cli(tmp_path, tmp_path, "--loader", "hdf5")
-    assert_one_line_error(capsys, status, "is not prepared",
+    one_line_error(capsys, status, "is not prepared",
                           f"python -m thesislib prepare --dataset cifar10 --stores hdf5 --data-dir {tmp_path} "
                           f"--scale {TINY}")
 
@@ -183,7 +177,7 @@ def test_store_prepared_at_another_scale_is_refused_with_the_fix(prepared_cifar1
 @pytest.mark.parametrize("size", ["0", "-4"])
 def test_batch_size_zero_or_negative_exits_2(prepared_cifar10, tmp_path, capsys, size):
     status = bench_cli(prepared_cifar10, tmp_path, "--loader", "numpy", "--batch-size", size)
-    assert_one_line_error(capsys, status, "--batch-size")
+    one_line_error(capsys, status, "--batch-size")
 
 
 @pytest.mark.parametrize("size", [0, -4])
@@ -195,7 +189,7 @@ def test_batch_size_zero_or_negative_is_refused_by_the_library(prepared_cifar10,
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a CUDA GPU")
 def test_gpu_loader_without_a_gpu_exits_2_saying_a_cuda_gpu_is_needed(prepared_cifar10, tmp_path, capsys):
     status = bench_cli(prepared_cifar10, tmp_path, "--loader", "cupy")
-    assert_one_line_error(capsys, status, "loader 'cupy' needs a CUDA GPU")
+    one_line_error(capsys, status, "loader 'cupy' needs a CUDA GPU")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a CUDA GPU")
@@ -233,7 +227,7 @@ def test_corrupt_jpeg_in_the_store_exits_2_naming_the_file(copy_store, tmp_path,
 
     path = corrupt_first_image(copy_store("files-jpeg"))
     status = bench_cli(copy_store.data_dir, tmp_path, "--loader", "files", "--model", "none")
-    assert_one_line_error(capsys, status, str(path), "corrupt")
+    one_line_error(capsys, status, str(path), "corrupt")
 
 
 # ------------------------------------------------------------------------------------------ notebook 04

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from one_line import one_line_error
 
 from thesislib import cli
 from thesislib.cli import build_parsers, main
@@ -16,14 +17,6 @@ from thesislib.errors import ThesisError
 from thesislib.models import check_model_name, check_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def one_line_error(capsys, status, *fragments):
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def subcommands() -> dict:

@@ -19,10 +19,10 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from thesislib.bench import aggregate_rank_frame, aggregate_ranks
 from thesislib.distributed import agreed_message, rank_and_world, rank_device, timeout_s
 from thesislib.errors import ThesisError
 from thesislib.loaders.sampler import batch_count, epoch_batches, epoch_order, rank_share
+from thesislib.results import aggregate_rank_frame, aggregate_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [str(Path(sys.executable).with_name("torchrun"))]  # the venv's torchrun

@@ -329,7 +329,7 @@ def test_a_misnamed_image_file_is_named_by_the_torchvision_loader(copy_store, na
     store = copy_store("files-png")
     path = list_files(store.path, "train")[0][3]
     path.rename(path.with_name(name))
-    with pytest.raises(ThesisError, match=f"{name} is not named like a sample of this split"):
+    with pytest.raises(ThesisError, match=f"{name} is not named <index:06d>"):
         make_loader("torchvision", store, "train", batch_size=50)
 
 
@@ -340,7 +340,7 @@ def test_two_image_files_of_one_index_are_named_by_the_torchvision_loader(copy_s
     paths = list_files(store.path, "train")[0]
     other = next(path for path in paths if path.parent != paths[0].parent)  # in another class folder
     paths[0].rename(paths[0].with_name(other.name))  # no file of index 0, two of the other's index
-    with pytest.raises(ThesisError, match="hold the same sample index"):
+    with pytest.raises(ThesisError, match="repeats sample"):
         make_loader("torchvision", store, "train", batch_size=50)
 
 

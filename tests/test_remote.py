@@ -3,12 +3,14 @@ through a verified local copy (``--cache``), give what the local store gives; ba
 half-written remote stores are one line with exit status 2."""
 
 import multiprocessing
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from one_line import one_line_error
 from servers import forget_filesystems, http_root, s3_endpoint  # noqa: F401 (session fixtures)
 
 from thesislib import remote
@@ -17,7 +19,7 @@ from thesislib.cli import main
 from thesislib.errors import ThesisError
 from thesislib.loaders import make_loader
 from thesislib.prepare import prepare
-from thesislib.stores import open_store
+from thesislib.stores import integrity, open_store
 
 SCALE = 0.002  # 100 train, 20 val samples: moto answers a request in tens of milliseconds
 STORES = ["npy-uint8", "zarr", "files-png", "hdf5", "parquet"]
@@ -131,6 +133,18 @@ def test_a_verified_copy_is_made_once_and_then_reused(http_data, tmp_path):
     assert_same_batches(all_batches(tmp_path, "files", "files-png"), all_batches(http_data, "files", "files-png"))
 
 
+def test_a_fresh_copy_is_not_scanned_again_but_a_reused_one_is(http_data, tmp_path, monkeypatch):
+    scanned, scan = [], integrity.check_regular_files  # the real scan, recorded
+    monkeypatch.setattr(integrity, "check_regular_files", lambda folder: scanned.append(Path(folder)) or scan(folder))
+    copy = tmp_path / "cifar10" / "npy-uint8"
+    bench(http_data, "numpy", "npy-uint8", cache=str(tmp_path))
+    assert scanned == []  # verify_store has just hashed every file of the copy
+    os.mkfifo(copy / "stray")
+    with pytest.raises(ThesisError, match=f"{copy / 'stray'} is not a regular file"):
+        bench(http_data, "numpy", "npy-uint8", cache=str(tmp_path))
+    assert scanned == [copy]
+
+
 def copy_in_process(url, cache_dir, manifest, results):
     results.put(remote.copy_to_cache(url, cache_dir, manifest)[2])
 
@@ -165,11 +179,7 @@ def test_a_copy_that_does_not_match_the_manifest_is_refused_and_not_kept(http_ro
 
 # ------------------------------------------------------------------------------------ one-line errors
 def run_cli(capsys, *args):
-    status = main(list(args))
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    return one_line_error(capsys, main(list(args)))
 
 
 def bench_args(data_dir, loader="zarr", *extra):

@@ -65,7 +65,7 @@ def test_shard_order_is_seeded_by_seed_and_epoch():
 
 
 def test_fewer_shards_than_ranks_is_refused_with_the_fix():
-    with pytest.raises(ThesisError, match="3 shards, fewer than the 4 ranks.*fewer ranks or prepare"):
+    with pytest.raises(ThesisError, match=r"4 ranks for 3 shard\(s\).*at most 3 rank.*--scale"):
         assigned_shards(3, 0, 0, rank=0, world_size=4)
 
 

@@ -16,9 +16,9 @@ Under ``torchrun --nproc-per-node N`` (see :mod:`thesislib.distributed`) the pro
 reads its share of every epoch (the sampler's rank split), trains a ``DistributedDataParallel`` model and
 measures itself. Every repeat gives one row per rank, with ``world_size`` and ``rank`` columns (a single
 process: 1 and 0); rank 0 gathers the ranks' rows and appends them all, so one process writes the file.
-:func:`aggregate_ranks` combines a repeat's rows into one: the slowest rank's time, the summed
-throughput and memory, the longest and shortest data wait (a straggler shows). Set-up errors on any rank
-stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
+:func:`thesislib.results.aggregate_ranks` combines a repeat's rows into one: the slowest rank's time, the
+summed throughput and memory, the longest and shortest data wait (a straggler shows). Set-up errors on any
+rank stop every rank with the same one line (:func:`thesislib.distributed.agreed`).
 
 ``THESISLIB_SAMPLE_LOG=DIR`` (a debugging aid) makes every rank append the index batches its loaders are
 given to ``DIR/rank<R>-<split>.jsonl`` (one JSON line per batch: repeat, epoch, indices).
@@ -38,17 +38,16 @@ from pathlib import Path
 import torch
 
 from thesislib import __version__, distributed, pagecache, remote
-from thesislib.datasets import SPLITS, check_scale, get_dataset
+from thesislib.datasets import SPLITS, check_scale, check_seed, get_dataset
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders import DEFAULT_STORES, LOADERS, check_available, make_loader
 from thesislib.loaders.base import check_num_workers, check_store_kind
-from thesislib.loaders.sampler import check_batch_size, check_rank, check_seed, check_whole
+from thesislib.loaders.sampler import check_batch_size, check_rank, check_whole
 from thesislib.models import build_model, build_optimizer, check_model_name, check_optimizer
 from thesislib.paths import PROJECT_ROOT, project_path
 from thesislib.profiler import Profiler, figures
 from thesislib.progress import repeat_bar, wanted
-from thesislib.results import (COLUMNS, aggregate_rank_frame, aggregate_ranks, append_line,  # noqa: F401
-                               append_row, check_results_path, env_path)
+from thesislib.results import aggregate_ranks, append_line, append_row, check_results_path, env_path
 from thesislib.stores import get_store_spec, open_store, prepare_command, store_path
 from thesislib.train import fit
 
@@ -117,9 +116,10 @@ def prepare_hint(config: BenchConfig) -> str:
     return f"{prepare_command(config.dataset, config.store, config.data_dir)} --scale {config.scale}"
 
 
-def open_prepared_store(config: BenchConfig):
-    """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run."""
-    store = open_store(config.data_dir, config.dataset, config.store, hint=prepare_hint(config))
+def open_prepared_store(config: BenchConfig, verified: bool = False):
+    """The store the run reads, checked to be prepared at ``config.scale``; else the ``prepare`` to run
+    (``verified``: a copy just hashed file by file, see :func:`~thesislib.stores.open_store`)."""
+    store = open_store(config.data_dir, config.dataset, config.store, hint=prepare_hint(config), verified=verified)
     prepared = float(store.manifest.get("scale", config.scale))
     if not math.isclose(prepared, config.scale, rel_tol=1e-9):
         raise ThesisError(f"store {store.path} was prepared at scale {prepared}, not {config.scale}: run "
@@ -160,7 +160,8 @@ def use_cache(config: BenchConfig, store) -> tuple:
 
     path, seconds, copied = remote.copy_to_cache(store.path, project_path(config.cache), store.manifest,
                                                  lambda tmp: verify_store(replace(store, path=tmp), progress=False))
-    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)))
+    fresh = copied > 0  # copied and verified now; 0 bytes: an earlier copy, checked again as any store is
+    local = open_prepared_store(replace(config, data_dir=str(path.parent.parent)), verified=fresh)
     return local, {"cache_copy_s": seconds, "cache_copy_bytes": copied, "store_location": str(store.path)}
 
 

@@ -1,6 +1,9 @@
-"""The three datasets of the thesis: their image shape, classes and split sizes at scale 1."""
+"""The three datasets of the thesis: their image shape, classes and split sizes at scale 1; the checks of
+the two numbers that pick the samples (``--scale``, ``--seed``)."""
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from thesislib.errors import ThesisError, choose
 
@@ -47,3 +50,11 @@ def check_scale(scale: float) -> float:
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
         raise ThesisError(f"--scale must be a number in (0, 1], got {scale!r}")
     return float(scale)
+
+
+def check_seed(seed) -> int:
+    """``seed`` if it is a whole number >= 0 (NumPy's generators refuse negative seeds): the seed of the
+    sources' subsets and synthetic images, of the sampler's epochs and of the models."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ThesisError(f"--seed must be a whole number >= 0, got {seed!r}: give 0 or a positive number")
+    return int(seed)

@@ -15,6 +15,7 @@ Each rank then cuts its share into batches as a single process cuts the whole or
 
 import numpy as np
 
+from thesislib.datasets import check_seed
 from thesislib.errors import ThesisError
 
 
@@ -29,11 +30,6 @@ def check_batch_size(batch_size) -> int:
     return check_whole("batch_size", batch_size, 1)
 
 
-def check_seed(seed) -> int:
-    """``seed`` if it is a whole number >= 0 (what ``np.random.default_rng`` accepts)."""
-    return check_whole("seed", seed, 0)
-
-
 def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """The sample indices of one epoch in visiting order (a seeded permutation, or 0..N-1)."""
     if not shuffle:
@@ -42,17 +38,18 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -
     return rng.permutation(num_samples).astype(np.int64, copy=False)
 
 
-def check_rank(num_samples: int, rank, world_size) -> tuple:
-    """(rank, world_size) checked: 0 <= rank < world_size <= num_samples (a rank beyond the samples would
-    read nothing but padding); else a ThesisError naming the fix."""
+def check_rank(count: int, rank, world_size, unit: str = "sample") -> tuple:
+    """(rank, world_size) checked: 0 <= rank < world_size <= ``count`` (a rank beyond the ``count``
+    samples, or shards for the streaming loaders: ``unit``, would read nothing of its own); else a
+    ThesisError naming the fix."""
     world_size = check_whole("world_size", world_size, 1)
     rank = check_whole("rank", rank, 0)
     if rank >= world_size:
         raise ThesisError(f"rank {rank} is not below the world size {world_size}: ranks run from 0 to "
                           f"{world_size - 1}")
-    if world_size > num_samples:
-        raise ThesisError(f"{world_size} ranks for {num_samples} sample(s): a rank would get no sample of its "
-                          f"own; run at most {num_samples} rank(s) (torchrun --nproc-per-node, --nnodes) "
+    if world_size > count:
+        raise ThesisError(f"{world_size} ranks for {count} {unit}(s): a rank would get no {unit} of its "
+                          f"own; run at most {count} rank(s) (torchrun --nproc-per-node, --nnodes) "
                           "or prepare a larger --scale")
     return rank, world_size
 

@@ -17,10 +17,11 @@ same number of steps.
 
 import numpy as np
 
+from thesislib.datasets import check_seed
 from thesislib.errors import ThesisError
 from thesislib.distributed import rank_and_world
 from thesislib.loaders.base import Loader
-from thesislib.loaders.sampler import batch_count, check_seed, check_whole
+from thesislib.loaders.sampler import batch_count, check_rank, check_whole
 
 SHUFFLE_BUFFER = 1000  # samples in the shuffle buffer (webdataset's and tf.data's usual size)
 
@@ -41,18 +42,10 @@ def assigned_shards(num_shards: int, seed: int, epoch: int, rank: int = 0, world
                     num_workers: int = 1, shuffle: bool = True) -> np.ndarray:
     """The shards (indices, in reading order) that ``worker`` of ``num_workers`` on ``rank`` of ``world_size``
     reads in ``epoch``; a ThesisError if there are fewer shards than ranks (a rank would idle)."""
-    check_rank(num_shards, rank, world_size)
+    check_rank(num_shards, rank, world_size, unit="shard")
     if not 0 <= worker < check_whole("num_workers", num_workers, 1):
         raise ThesisError(f"worker {worker} is not one of the {num_workers} workers")
     return shard_order(num_shards, seed, epoch, shuffle)[rank::world_size][worker::num_workers]
-
-
-def check_rank(num_shards: int, rank: int, world_size: int) -> None:
-    if not 0 <= rank < check_whole("world_size", world_size, 1):
-        raise ThesisError(f"rank {rank} is not one of the {world_size} ranks")
-    if num_shards < world_size:
-        raise ThesisError(f"the store has {num_shards} shards, fewer than the {world_size} ranks, so a rank "
-                          "would read nothing: run fewer ranks or prepare the store at a larger --scale")
 
 
 class StreamingLoader(Loader):

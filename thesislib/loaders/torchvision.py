@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torchvision.datasets import ImageFolder
 
-from thesislib.errors import ThesisError
 from thesislib.loaders.base import Loader, iterate
 from thesislib.stores import imagefiles
 from thesislib.stores.imagefiles import check_count
@@ -44,28 +43,15 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image))
 
 
-def sample_index(path: str, count: int) -> int:
-    """The sample index a file's name gives (``<index:06d>.<ext>``); a ThesisError naming a file whose name
-    is no index of the split."""
-    stem = Path(path).stem
-    if not (stem.isdigit() and int(stem) < count):
-        raise ThesisError(f"{path} is not named like a sample of this split (<index:06d>.<ext>, index below "
-                          f"{count}): delete the store folder and run prepare again")
-    return int(stem)
-
-
-def positions_by_index(dataset: ImageFolder) -> np.ndarray:
-    """ImageFolder's position of each sample index (file ``<index:06d>.<ext>``); a ThesisError naming a file
-    whose name is no index of the split, or that repeats another file's index."""
-    count = len(dataset.samples)
-    positions = np.full(count, -1, dtype=np.int64)
+def positions_by_index(dataset: ImageFolder, store_dir, split: str) -> np.ndarray:
+    """ImageFolder's position of each sample index (file ``<index:06d>.<ext>``), the names checked as the
+    ``files`` store checks its listing (:func:`~thesislib.stores.imagefiles.add_file`,
+    :func:`~thesislib.stores.imagefiles.ordered_files`): a ThesisError names a file whose name is no index
+    of the split, or that repeats another file's index."""
+    found = {}
     for position, (path, _) in enumerate(dataset.samples):
-        index = sample_index(path, count)
-        if positions[index] >= 0:
-            raise ThesisError(f"{path} and {dataset.samples[positions[index]][0]} hold the same sample index: "
-                              "delete the store folder and run prepare again")
-        positions[index] = position
-    return positions
+        imagefiles.add_file(found, path, Path(path).name, position, store_dir)  # the position in the label's place
+    return imagefiles.ordered_files(store_dir, split, found)[1]
 
 
 class TorchvisionLoader(Loader):
@@ -79,7 +65,7 @@ class TorchvisionLoader(Loader):
         self.dataset = StoreImageFolder(str(store.path / split), store.classes, loader=checked_decode,
                                         transform=to_tensor, is_valid_file=is_image_file, allow_empty=True)
         check_count(store.path / split, len(self.dataset), self.num_samples)
-        self.positions = positions_by_index(self.dataset)
+        self.positions = positions_by_index(self.dataset, store.path, split)
 
     # allow_empty: a small validation split (scale 0.01 of Tiny ImageNet: 100 images, 200 classes) leaves
     # some class folders empty; ImageFolder still numbers every folder, so labels stay those of the manifest.

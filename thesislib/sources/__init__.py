@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from thesislib.datasets import SPLITS, check_scale, get_dataset
+from thesislib.datasets import SPLITS, check_scale, check_seed, get_dataset
 from thesislib.errors import ThesisError
 from thesislib.sources.files import is_plain_name
 
@@ -62,13 +62,6 @@ def check_class_names(names, where) -> list:
             raise ThesisError(f"{where}: class name {name!r} appears twice: give each class its own name")
         seen.add(name)
     return list(names)
-
-
-def check_seed(seed) -> int:
-    """``seed`` if it is a whole number >= 0 (NumPy's generators refuse negative seeds)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ThesisError(f"--seed must be a whole number >= 0, got {seed!r}: give 0 or a positive number")
-    return int(seed)
 
 
 def kept_indices(counts: dict, scale: float, seed: int) -> dict:

@@ -127,9 +127,11 @@ class Store:
         return self.manifest["splits"][choose("split", split, self.manifest["splits"])]
 
 
-def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
+def open_store(data_dir, dataset: str, store: str, hint: str = None, verified: bool = False) -> Store:
     """The finished store ``store`` of ``dataset``; a ThesisError naming the ``prepare`` to run if missing
-    (``hint``: that command, when the caller knows more of it than the dataset, store and folder)."""
+    (``hint``: that command, when the caller knows more of it than the dataset, store and folder).
+    ``verified``: the folder was just written and hashed file by file (a fresh ``bench --cache`` copy), so
+    its scan for special files is not repeated; the manifest is read and checked all the same."""
     from thesislib.datasets import get_dataset
     from thesislib.stores.integrity import check_manifest_schema, check_regular_files
     from thesislib.stores.manifest import read_manifest
@@ -143,7 +145,7 @@ def open_store(data_dir, dataset: str, store: str, hint: str = None) -> Store:
                           f"`{hint or prepare_command(dataset, store, data_dir)}`")
     manifest = check_manifest_schema(remote.join(path, "manifest.json"),
                                      read_manifest(path, dataset=dataset, store=store))
-    if not remote.is_url(path):  # a server holds only regular files (a URL names no FIFO)
+    if not (remote.is_url(path) or verified):  # a server holds only regular files (a URL names no FIFO)
         check_regular_files(path)
     if manifest.get("kind", spec.kind) != spec.kind:
         command = hint or prepare_command(dataset, store, data_dir)

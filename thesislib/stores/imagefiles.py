@@ -212,7 +212,13 @@ def add_file(found: dict, path, name: str, label: int, store_dir) -> None:
 
 
 def ordered_files(store_dir, split: str, found: dict) -> tuple:
-    """(paths, labels int64) of ``found`` in sample order; a ThesisError for a missing sample."""
+    """(paths, labels int64) of ``found`` in sample order; a ThesisError naming a file numbered beyond the
+    split's samples, or else a missing sample."""
+    beyond = sorted(index for index in found if index >= len(found))
+    if beyond:
+        raise ThesisError(f"{found[beyond[0]][0]} is not named <index:06d>.<ext> with an index below "
+                          f"{len(found)}: a store holds only the files prepare wrote; delete {store_dir} and "
+                          "run `python -m thesislib prepare` again")
     missing = sorted(set(range(len(found))) ^ set(found))
     if missing:
         raise ThesisError(f"{remote.join(store_dir, split)} lacks the file of sample {missing[0]}: delete "
