@@ -381,7 +381,7 @@ def study_costs(study: Study, args, settings: dict, results: Path, available: li
 def run_study_profile(args, study: Study, started: float) -> int:
     """Plan, skip what the results hold, run the missing repeats until the chunk's minutes are spent, then
     write the summaries and execute notebooks 05 and 06 on the results."""
-    from thesislib.studyplan import completed_repeats, missing_repeats, read_results, this_machine
+    from thesislib.studyplan import completed_repeats, missing_repeats, read_table, this_machine
 
     settings = study_settings(args)
     machine = args.machine or this_machine()
@@ -391,7 +391,7 @@ def run_study_profile(args, study: Study, started: float) -> int:
     study.skipped = {n: why for n, why in study.available.items() if n in args.loaders and why != "available"}
     available = [n for n in args.loaders if n not in study.skipped]
     plan = make_plan(args, settings, available, study_costs(study, args, settings, results, available))
-    todo = missing_repeats(plan.combinations, completed_repeats(read_results(results)), settings["repeats"])
+    todo = missing_repeats(plan.combinations, completed_repeats(read_table(results)), settings["repeats"])
     print(f"     {len(plan.combinations)} combinations planned, {len(todo)} not complete in {results}", flush=True)
     study.clock.total = 1 + len(todo)
     deadline = started + 60 * settings["chunk_minutes"]
@@ -414,7 +414,7 @@ def write_study_summary(study: Study, args, settings: dict, plan, machine: str, 
     """summary.md in the run folder and beside the results (the state of the whole study), plus the
     run's own steps in the run folder."""
     from thesislib.bench import git_commit
-    from thesislib.studyplan import read_results, store_sizes, summary_markdown
+    from thesislib.studyplan import read_table, store_sizes, summary_markdown
 
     cpu = next((line.split(":", 1)[1] for line in _cpuinfo() if line.lower().startswith("model name")), "")
     notes = list(args.note or [])
@@ -428,11 +428,11 @@ def write_study_summary(study: Study, args, settings: dict, plan, machine: str, 
              "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
              "results": results.relative_to(ROOT) if results.is_relative_to(ROOT) else results,
              "skipped": study.skipped, "notes": notes, "partial": partial}
-    text = summary_markdown(plan, read_results(results), settings, facts)
+    text = summary_markdown(plan, read_table(results), settings, facts)
     if not args.plan_only:
         write_text(results.parent / "summary.md", text)
         stores = results.parent / "stores.csv"
-        previous = read_results(stores)
+        previous = read_table(stores)
         write_text(stores, store_sizes(ROOT / settings["data_dir"], previous).to_csv(index=False))
     steps = "| # | step | status | seconds | note |\n| --- | --- | --- | --- | --- |\n" + "".join(
         f"| {i} | {label} | {status} | {seconds:.1f} | {note.replace('|', '/')} |\n"

@@ -257,8 +257,9 @@ def completed_repeats(rows) -> dict:
     return counts
 
 
-def read_results(path):
-    """The rows of a results file as a DataFrame (None when the file is missing or empty)."""
+def read_table(path):
+    """The rows of a .csv or .parquet table (a results file, stores.csv) as written; None when the file is
+    missing or empty (unlike the report's read_results, it does not refuse rows of mixed commits)."""
     import pandas as pd
 
     path = Path(path)
