@@ -3,7 +3,8 @@ side in one run.
 
     python benchmarks/peers.py [--dataset cifar10] [--scale 1] [--rounds 3] [--workers 0,2]
                                [--data-dir data/bench] [--out results/measured/<machine>/peers]
-                               [--round-seconds 2] [--only SUBSTRING,...] [--skip SUBSTRING,...] [--list]
+                               [--round-seconds 1.5] [--only SUBSTRING,...] [--skip SUBSTRING,...] [--list]
+                               [--prepare-only]
 
 The same images (the synthetic ``--dataset`` at ``--scale``), the same epoch (one shuffled pass over the
 train split, batch 256, no model), 0 and 2 workers. The cases (``--list`` prints them), by group:
@@ -34,14 +35,13 @@ run (:mod:`thesislib.report.peers`, shared with ``notebooks/07_peers.ipynb``).
 Cache: stores are prepared under ``--data-dir``/``scale-<s>``/``<dataset>`` (``prepare`` skips a store whose
 manifest matches), the peers' own files under ``.../<dataset>/peers/<name>``, each with ``complete.json``
 (images, shape and the source's checksum) written last: a later run reuses them and rewrites one that is
-incomplete or from other images.
+incomplete or from other images. ``--prepare-only`` fills the cache and stops (then a timed run starts warm).
 
 Written under ``--out``: ``<dataset>.csv`` (one row per case, worker count and round),
 ``<dataset>.env.json`` (machine, library versions, git commit, settings) and ``<dataset>.png``.
 """
 
 import argparse
-import warnings
 import hashlib
 import io
 import json
@@ -50,6 +50,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -137,10 +138,6 @@ class Case:
     max_batches: int = None   # None: whole epochs
     skipped: str = ""
     rounds: list = field(default_factory=list)   # (images, seconds, batches) per round
-
-    @property
-    def stores(self) -> list:
-        return [self.store] if self.store else []
 
 
 # ---- limits -------------------------------------------------------------------------------------------
@@ -738,6 +735,16 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
         case.note = "; ".join(filter(None, [case.note, f"first {case.max_batches} of {ctx.epoch_batches} batches"]))
 
 
+def write_peer_files(cases_, ctx) -> None:
+    """Make each peer case once (which writes its files into the cache), without measuring."""
+    for case in {case.name: case for case in cases_ if case.group == "peer"}.values():
+        try:
+            case.make(ctx, case.workers)
+            print(f"peer files of {case.name}: ready", flush=True)
+        except Exception as exc:  # a peer missing here is reported, not fatal
+            print(f"peer files of {case.name}: {exc if isinstance(exc, Skip) else failure(exc)}", flush=True)
+
+
 def failure(exc) -> str:
     text = str(exc).splitlines()[0][:120] if str(exc) else ""
     return f"failed: {type(exc).__name__}: {text}"
@@ -856,12 +863,14 @@ def parse(argv):
     parser.add_argument("--workers", default="0,2", help="comma-separated worker counts")
     parser.add_argument("--data-dir", default=DATA_DIR, help="the cache of stores and peer files (per scale)")
     parser.add_argument("--out", default=f"results/measured/{this_machine()}/peers")
-    parser.add_argument("--round-seconds", type=float, default=2.0,
+    parser.add_argument("--round-seconds", type=float, default=1.5,
                         help="a case whose epoch takes longer measures a prefix worth about this long")
     parser.add_argument("--warmup-seconds", type=float, default=1.0, help="longest warm-up of a case")
     parser.add_argument("--only", default="", help="comma-separated substrings of 'group name store' to run")
     parser.add_argument("--skip", default="", help="comma-separated substrings of 'group name store' to leave out")
     parser.add_argument("--list", action="store_true", help="print the cases and stop")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="fill the cache (stores and the peers' files) and stop, measuring nothing")
     return parser.parse_args(argv)
 
 
@@ -885,6 +894,9 @@ def main(argv=None) -> None:
                   np.load(store.path / "train_labels.npy"))
     print(f"{args.dataset} scale {args.scale:g}: {ctx.count} train images {ctx.images.shape[1:]}, batch {BATCH}, "
           f"{args.rounds} interleaved rounds; stores ready in {prepared_s:.0f} s (cache {data_dir})", flush=True)
+    if args.prepare_only:
+        write_peer_files(all_cases, ctx)
+        return
     for case in all_cases:
         set_up(case, ctx, args.warmup_seconds, args.round_seconds)
         print(f"set up {case.group}: {case.name} [{case.store}] w={case.workers}: {case.skipped or 'ready'}"
