@@ -1,42 +1,58 @@
-"""thesislib's loaders against the physical limits, plain PyTorch and the peers, side by side in one run.
+"""thesislib's loaders against the physical limits, the per-sample PyTorch baselines and the peers, side by
+side in one run.
 
-    python benchmarks/peers.py [--dataset cifar10] [--scale 1] [--rounds 3] [--workers 0,2] [--out results/peers]
-                               [--only SUBSTRING,...] [--skip SUBSTRING,...]
+    python benchmarks/peers.py [--dataset cifar10] [--scale 1] [--rounds 3] [--workers 0,2]
+                               [--data-dir data/bench] [--out results/measured/<machine>/peers]
+                               [--round-seconds 1.5] [--only SUBSTRING,...] [--skip SUBSTRING,...] [--list]
+                               [--prepare-only]
 
-The same images (the synthetic ``--dataset`` at ``--scale``, prepared under ``data/bench``, or
-``data/bench/scale-<scale>`` below scale 1), the same epoch
-(one shuffled pass over the train split, batch 256, no model), with 0 and 2 workers, raw pixels and JPEG:
+The same images (the synthetic ``--dataset`` at ``--scale``), the same epoch (one shuffled pass over the
+train split, batch 256, no model), 0 and 2 workers. The cases (``--list`` prints them), by group:
 
-* limits: one memcpy of the whole image array; a random-order gather of each batch into a reused buffer;
-* thesislib: every loader on its fastest store through the public API (``prepare``, ``open_store``,
-  ``make_loader``), with the kernels wired in (``numpy``, ``hdf5``, ``zarr``, ``files``: workers are threads);
-* kernel: the same stores read by the prototype readers of :mod:`thesislib.kernels` (workers are threads):
-  the wired loaders should match them;
-* pytorch: a per-sample ``Dataset`` over the memory-mapped array and a batched memmap, through ``DataLoader``;
-* peers, used directly with their own formats (written once under ``data/bench/<dataset>/peers``): FFCV
-  (raw and JPEG ``.beton``), WebDataset, LitData, Mosaic Streaming (MDS), LMDB, DALI (CPU). A peer that is
-  not installed, or fails, is a row "skipped: <reason>", never a number.
+* ``limit``: one memcpy of the split in RAM; a random-order gather of each batch into a reused buffer;
+* ``thesislib``: every registered loader (:func:`thesislib.loaders.loader_order`) on its fastest store,
+  through the public API only (``prepare``, ``open_store``, ``make_loader``); ``files`` also on
+  ``files-jpeg`` (the JPEG goals); a loader that cannot run here is a row "skipped: <reason>";
+* ``baseline``: per store, the per-sample PyTorch ``Dataset`` a user writes with the format's own library,
+  one sample per ``__getitem__`` through a ``DataLoader`` (workers are processes): ImageFolder + Pillow for
+  the image-file stores, a memory map for npy, h5py, zarr, ``txn.get``, pyarrow (the sample's row group) +
+  Pillow, one TFRecord ``tf.train.Example`` at its indexed offset + Pillow, a per-sample WebDataset
+  pipeline. Each thesislib loader's goal compares it with the baseline of its own store;
+* ``pytorch``: a batched memory-map ``Dataset`` (a batch per ``__getitem__``);
+* ``peer``: other libraries used directly on their own formats, written once from the same images: FFCV
+  (raw and JPEG ``.beton``), LMDB of JPEGs, WebDataset of ``.npy``, LitData, Mosaic Streaming (MDS), DALI
+  (CPU). LMDB of raw pixels and WebDataset of JPEGs are the ``lmdb`` and ``webdataset`` stores' baselines.
+  A peer that is not installed or fails is a row "skipped: <reason>", never a number.
 
-Every case runs one epoch per round (the peers one more, untimed, first); the cases are interleaved
-(their order rotates every round) so that a busy machine slows all of them alike; the table gives the
-median and the range (min..max) of the rounds. The goals of the performance issue are printed as ratios *within this run*. Written under ``--out``:
-``peers.csv`` (one row per case and round), ``peers_summary.csv`` and ``peers.png``.
+Method. Every case first runs an untimed warm-up (one epoch, or ``--warmup-seconds`` of it: page-in, first
+allocations, FFCV's compilation, worker start-up paths), which also sets its measure: a case whose epoch
+takes longer than ``--round-seconds`` measures the first batches worth about that long (the note says
+"first K of N batches"); a case whose epoch takes under 0.5 s repeats it within a round. Rounds are
+interleaved (the case order rotates every round), so a busy machine slows every case alike; the summary
+gives the median and the range of the rounds, and the goals of issue 17 as ratios of medians within this
+run (:mod:`thesislib.report.peers`, shared with ``notebooks/07_peers.ipynb``).
 
-Workers: thesislib's ``numpy``, ``hdf5``, ``zarr`` and ``files`` loaders and the kernel rows use background
-threads (:mod:`thesislib.kernels.prefetch`; why: these rows beside the ``pytorch`` rows), the other loaders
-and PyTorch use worker processes; FFCV and DALI use threads (FFCV and DALI need at least one: their
-"0 workers" rows run one thread). JPEG pixels differ by decoder: the exactness table compares each kernel
-decoder with Pillow (the reference decode of the ``files-jpeg`` store).
+Cache: stores are prepared under ``--data-dir``/``scale-<s>``/``<dataset>`` (``prepare`` skips a store whose
+manifest matches), the peers' own files under ``.../<dataset>/peers/<name>``, each with ``complete.json``
+(images, shape and the source's checksum) written last: a later run reuses them and rewrites one that is
+incomplete or from other images. ``--prepare-only`` fills the cache and stops (then a timed run starts warm).
+
+Written under ``--out``: ``<dataset>.csv`` (one row per case, worker count and round),
+``<dataset>.env.json`` (machine, library versions, git commit, settings) and ``<dataset>.png``.
 """
 
 import argparse
+import hashlib
 import io
+import json
+import math
 import os
-import platform
-import statistics
+import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,19 +60,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from thesislib.kernels.imagefiles import DECODERS, unavailable_reason  # noqa: E402
-from thesislib.kernels.prototypes import (FilesReader, Hdf5Reader, NpyReader, ZarrReader,  # noqa: E402
-                                          kernel_batches)
-from thesislib.loaders import make_loader  # noqa: E402
+from thesislib.loaders import DEFAULT_STORES, loader_order, make_loader  # noqa: E402
 from thesislib.loaders import unavailable_reason as loader_unavailable  # noqa: E402
 from thesislib.loaders.sampler import epoch_batches  # noqa: E402
 from thesislib.paths import project_path  # noqa: E402
 from thesislib.prepare import prepare  # noqa: E402
-from thesislib.stores import imagefiles, npy, open_store  # noqa: E402
+from thesislib.report import peers as report  # noqa: E402
+from thesislib.stores import STORES, open_store  # noqa: E402
+
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # peers' read-only views
 
 BATCH = 256
 DATA_DIR = "data/bench"
-STORES = ["npy-uint8", "hdf5", "zarr", "files-jpeg", "files-bmp"]
+MIN_ROUND_S = 0.5   # a round of a fast case repeats its epoch at least this long
+FASTEST_STORES = {"files": ["files-bmp", "files-jpeg"], "numpy": ["npy-uint8"], "memory": ["npy-uint8"]}
+CLOSED_EACH_EPOCH = {"lmdb"}  # store kinds whose readers are closed after each epoch: LMDB opens a path once
+                             # per process, so a case's open environment would break the next case's
+UNORDERED = {"dali": "DALI's own order", "tfdata": "streaming order", "webdataset": "streaming order"}
+ONE_WORKER_COUNT = {"memory": "num_workers unused (the split is resident)"}
+NOTES = {"dali": "DALI's CPU decoder, threads; 0 workers -> 1 thread", "torchvision": "per-sample ImageFolder"}
 
 
 class Skip(Exception):
@@ -66,14 +88,18 @@ class Skip(Exception):
 @dataclass
 class Context:
     dataset: str
+    scale: float
     data_dir: Path
-    images: np.ndarray        # the train split's raw pixels (memory map)
+    images: np.ndarray        # the train split's raw pixels (memory map of the npy-uint8 store)
     labels: np.ndarray
-    peers_dir: Path
 
     @property
     def count(self) -> int:
         return len(self.labels)
+
+    @property
+    def epoch_batches(self) -> int:
+        return -(-self.count // BATCH)
 
     def batches(self, epoch: int) -> list:
         return epoch_batches(self.count, BATCH, seed=0, epoch=epoch)
@@ -81,51 +107,62 @@ class Context:
     def store(self, name: str):
         return open_store(self.data_dir, self.dataset, name)
 
+    @cached_property
+    def in_ram(self) -> np.ndarray:
+        return np.ascontiguousarray(self.images)
+
+    @cached_property
+    def stamp(self) -> str:
+        """The source images' identity (the npy-uint8 store's file checksums): a peer's files from other
+        images are rewritten."""
+        return hashlib.sha256(json.dumps(self.store("npy-uint8").manifest["files_sha256"],
+                                         sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def peers_dir(self) -> Path:
+        return self.data_dir / self.dataset / "peers"
+
 
 @dataclass
 class Case:
+    group: str                # limit, thesislib, baseline, pytorch, peer
     name: str
-    group: str                # limit, thesislib, kernel, pytorch, peer
-    pixels: str               # raw or jpeg
+    loader: str
+    store: str
+    pixels: str               # raw, jpeg or png: what a read decodes
     workers: int
-    make: object              # (context, workers) -> epoch function (epoch -> images delivered)
+    make: object              # (context, workers) -> stream; stream(epoch) yields the size of each batch
     note: str = ""
-    epoch: object = None
+    stream: object = None
+    epochs_per_round: int = 1
+    max_batches: int = None   # None: whole epochs
     skipped: str = ""
-    rates: list = field(default_factory=list)
-
-
-def count_images(batches) -> int:
-    """Images in an iterable of (images, labels) batches (each batch touched: its first pixel read)."""
-    total = 0
-    for images, labels in batches:
-        total += len(labels)
-    return total
+    rounds: list = field(default_factory=list)   # (images, seconds, batches) per round
 
 
 # ---- limits -------------------------------------------------------------------------------------------
 
 def memcpy_limit(ctx, workers):
-    source = np.ascontiguousarray(ctx.images)  # in RAM, as a loaded split
+    source = ctx.in_ram
     target = np.empty_like(source)
 
-    def epoch(_):
+    def stream(_):
         np.copyto(target, source)
-        return len(source)
-    return epoch
+        yield len(source)
+    return stream
 
 
 def gather_limit(ctx, workers):
-    source, out = np.ascontiguousarray(ctx.images), np.empty((BATCH, *ctx.images.shape[1:]), np.uint8)
+    source, out = ctx.in_ram, np.empty((BATCH, *ctx.images.shape[1:]), np.uint8)
 
-    def epoch(number):
-        for batch in ctx.batches(number):
+    def stream(epoch):
+        for batch in ctx.batches(epoch):
             np.take(source, batch, axis=0, out=out[:len(batch)], mode="clip")
-        return ctx.count
-    return epoch
+            yield len(batch)
+    return stream
 
 
-# ---- thesislib, today and with the kernels ------------------------------------------------------------
+# ---- thesislib, through the public API ----------------------------------------------------------------
 
 def thesislib_loader(loader, store):
     def make(ctx, workers):
@@ -134,69 +171,226 @@ def thesislib_loader(loader, store):
             raise Skip(reason)
         made = make_loader(loader, ctx.store(store), "train", batch_size=BATCH, num_workers=workers)
 
-        def epoch(number):
-            made.set_epoch(number)
-            return count_images(made)
-        return epoch
+        def stream(epoch):
+            made.set_epoch(epoch)
+            try:
+                for _, labels in made:
+                    yield len(labels)
+            finally:
+                if STORES[store].kind in CLOSED_EACH_EPOCH:
+                    made.close()
+        return stream
     return make
 
 
-def kernel_reader(reader_class, store, **options):
-    def make(ctx, workers):
-        for decoder in [options.get("decoder")] if "decoder" in options else []:
-            if unavailable_reason(decoder):
-                raise Skip(unavailable_reason(decoder))
-        reader = reader_class(ctx.store(store), "train", **options)
+# ---- per-sample PyTorch baselines, one per store kind --------------------------------------------------
 
-        def epoch(number):
-            return count_images(kernel_batches(reader, ctx.batches(number), workers))
-        return epoch
-    return make
+class PerSample(torch.utils.data.Dataset):
+    """What a user writes: one sample per ``__getitem__``, files opened lazily in the reading process."""
 
-
-# ---- plain PyTorch ------------------------------------------------------------------------------------
-
-class SampleDataset(torch.utils.data.Dataset):
-    """What a user writes: one memory-mapped sample per ``__getitem__``."""
-
-    def __init__(self, path, labels):
-        self.path, self.labels, self.images = path, labels, None
+    def __init__(self, path, count, shape):
+        self.path, self.count, self.shape, self.handle = Path(path), count, tuple(shape), None
 
     def __len__(self):
-        return len(self.labels)
+        return self.count
 
     def __getitem__(self, index):
-        if self.images is None:
-            self.images = np.load(self.path, mmap_mode="r")
-        return torch.from_numpy(np.array(self.images[index])), int(self.labels[index])
+        if self.handle is None:
+            self.handle = self.open()
+        image, label = self.sample(self.handle, int(index))
+        return torch.from_numpy(np.array(image)), int(label)
+
+    def __getstate__(self):
+        return {**self.__dict__, "handle": None}
+
+    def close(self) -> None:
+        """Close what :meth:`open` opened in this process (an LMDB environment may be open once per process,
+        and a forked worker inherits the record of it)."""
+        if self.handle is not None and hasattr(self.handle[0], "close"):
+            self.handle[0].close()
+        self.handle = None
 
 
-class BatchMemmap(SampleDataset):
+def decode_with_pillow(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+class NpySample(PerSample):
+    def open(self):
+        return np.load(self.path / "train_images.npy", mmap_mode="r"), np.load(self.path / "train_labels.npy")
+
+    def sample(self, handle, index):
+        return handle[0][index], handle[1][index]
+
+
+class Hdf5Sample(PerSample):
+    def open(self):
+        import h5py
+
+        file = h5py.File(self.path / "data.h5", "r")
+        return file, file["train/images"], file["train/labels"][()]
+
+    def sample(self, handle, index):
+        return handle[1][index], handle[2][index]
+
+
+class ZarrSample(PerSample):
+    def open(self):
+        import zarr
+
+        group = zarr.open_group(self.path / "data.zarr", mode="r")
+        return group["train/images"], group["train/labels"][:]
+
+    def sample(self, handle, index):
+        return np.asarray(handle[0][index]), handle[1][index]
+
+
+class LmdbSample(PerSample):
+    def open(self):
+        import lmdb
+
+        env = lmdb.open(str(self.path / "train.lmdb"), readonly=True, lock=False, readahead=False)
+        with env.begin() as txn:
+            labels = np.frombuffer(txn.get(b"__labels__"), "<i8")
+        return env, labels
+
+    def sample(self, handle, index):
+        with handle[0].begin() as txn:
+            value = txn.get(index.to_bytes(8, "big"))
+        return np.frombuffer(value, np.uint8).reshape(self.shape), handle[1][index]
+
+
+class ParquetSample(PerSample):
+    """The sample's row group read by pyarrow (Parquet's unit of reading), its PNG decoded by Pillow."""
+
+    def open(self):
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(self.path / "train.parquet", memory_map=True)
+        sizes = [file.metadata.row_group(group).num_rows for group in range(file.num_row_groups)]
+        return file, np.cumsum([0] + sizes), file.read(columns=["label"]).column("label").to_numpy()
+
+    def sample(self, handle, index):
+        file, starts, labels = handle
+        group = int(np.searchsorted(starts, index, side="right")) - 1
+        image = file.read_row_group(group, columns=["image"]).column("image")[index - starts[group]]
+        return decode_with_pillow(image["bytes"].as_py()), labels[index]
+
+
+class TfrecordSample(PerSample):
+    """One record read at its offset from the shards' ``.idx`` files, parsed as a ``tf.train.Example`` by
+    TensorFlow's protobuf, the JPEG decoded by Pillow."""
+
+    def open(self):
+        shards = sorted(self.path.glob("train-*.tfrecord"))
+        rows = [np.loadtxt(path.with_suffix(".idx"), dtype=np.int64, ndmin=2) for path in shards]
+        where = np.concatenate([np.column_stack([np.full(len(r), n), r]) for n, r in enumerate(rows)])
+        return [os.open(path, os.O_RDONLY) for path in shards], where, tensorflow().train.Example
+
+    def sample(self, handle, index):
+        files, where, example_type = handle
+        shard, offset, length = (int(value) for value in where[index])
+        record = os.pread(files[shard], length, offset)
+        features = example_type.FromString(record[12:-4]).features.feature   # framing: length, CRC; CRC
+        return (decode_with_pillow(features["image/encoded"].bytes_list.value[0]),
+                features["image/class/label"].int64_list.value[0])
+
+
+def tensorflow():
+    """TensorFlow, imported after PyTorch's compiler stack (imported after TensorFlow it crashes)."""
+    import importlib
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    importlib.import_module("torch._dynamo")
+    import tensorflow as tf
+    return tf
+
+
+def files_dataset(store, ctx):
+    from torchvision.datasets import ImageFolder
+
+    return ImageFolder(str(store.path / "train"), transform=pil_to_tensor)
+
+
+def pil_to_tensor(image):
+    return torch.from_numpy(np.array(image))
+
+
+def per_sample(dataset_class):
+    def dataset(store, ctx):
+        return dataset_class(store.path, ctx.count, ctx.images.shape[1:])
+    return dataset
+
+
+def per_sample_baseline(make_dataset):
+    def make_for(store):
+        return lambda ctx, workers: per_sample_stream(make_dataset(ctx.store(store), ctx), ctx, workers,
+                                                      STORES[store].kind in CLOSED_EACH_EPOCH)
+    return make_for
+
+
+def per_sample_stream(dataset, ctx, workers, close_each_epoch=False):
+    """The dataset's samples in the epoch's shuffled order, batched by the DataLoader."""
+    def stream(epoch):
+        order = np.concatenate(ctx.batches(epoch)).tolist()
+        try:
+            for _, labels in torch.utils.data.DataLoader(dataset, batch_size=BATCH, sampler=order,
+                                                         num_workers=workers):
+                yield len(labels)
+        finally:
+            if close_each_epoch:
+                dataset.close()
+    return stream
+
+
+def webdataset_baseline(ctx, workers):
+    """The webdataset store through a per-sample WebDataset pipeline and the DataLoader's batching."""
+    wds = need("webdataset")
+    urls = sorted(str(path) for path in ctx.store("webdataset").path.glob("train-*.tar"))
+    dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).shuffle(1000)
+               .decode("rgb8").to_tuple("jpg", "cls"))
+
+    def stream(_):
+        for _, labels in torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers):
+            yield len(labels)
+    return stream
+
+
+BASELINES = {  # store kind -> (case name, store -> make); the baseline of every store of that kind
+    "files": ("ImageFolder + Pillow, per file", per_sample_baseline(files_dataset)),
+    "npy": ("memmap, per sample", per_sample_baseline(per_sample(NpySample))),
+    "hdf5": ("h5py, per sample", per_sample_baseline(per_sample(Hdf5Sample))),
+    "zarr": ("zarr, per sample", per_sample_baseline(per_sample(ZarrSample))),
+    "lmdb": ("LMDB txn.get, per sample", per_sample_baseline(per_sample(LmdbSample))),
+    "parquet": ("pyarrow row group + Pillow, per sample", per_sample_baseline(per_sample(ParquetSample))),
+    "tfrecord": ("tf.train.Example at its offset + Pillow, per sample",
+                 per_sample_baseline(per_sample(TfrecordSample))),
+    "webdataset": ("WebDataset pipeline, per sample", lambda store: webdataset_baseline),
+}
+
+
+# ---- plain PyTorch, batched ---------------------------------------------------------------------------
+
+class BatchMemmap(NpySample):
     """A batch per ``__getitem__``: fancy indexing of the memory map."""
 
     def __getitem__(self, indices):
-        if self.images is None:
-            self.images = np.load(self.path, mmap_mode="r")
-        return torch.from_numpy(self.images[indices]), torch.from_numpy(self.labels[indices])
-
-
-def pytorch_per_sample(ctx, workers):
-    dataset = SampleDataset(npy.images_path(ctx.store("npy-uint8").path, "train"), ctx.labels)
-
-    def epoch(number):
-        order = np.concatenate(ctx.batches(number)).tolist()
-        return count_images(torch.utils.data.DataLoader(dataset, batch_size=BATCH, sampler=order,
-                                                        num_workers=workers))
-    return epoch
+        if self.handle is None:
+            self.handle = self.open()
+        return torch.from_numpy(self.handle[0][indices]), torch.from_numpy(self.handle[1][indices])
 
 
 def pytorch_batched(ctx, workers):
-    dataset = BatchMemmap(npy.images_path(ctx.store("npy-uint8").path, "train"), ctx.labels)
+    dataset = BatchMemmap(ctx.store("npy-uint8").path, ctx.count, ctx.images.shape[1:])
 
-    def epoch(number):
-        return count_images(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ctx.batches(number),
-                                                        num_workers=workers))
-    return epoch
+    def stream(epoch):
+        for _, labels in torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ctx.batches(epoch),
+                                                     num_workers=workers):
+            yield len(labels)
+    return stream
 
 
 # ---- peers --------------------------------------------------------------------------------------------
@@ -209,25 +403,30 @@ def need(module: str, install: str = None):
                    f"pip install {install or module}") from exc
 
 
+def peer_folder(ctx, name: str, write) -> Path:
+    """``peers/<name>``, written by ``write(folder)`` unless a complete copy of the same images is there."""
+    folder = ctx.peers_dir / name
+    marker = folder / "complete.json"
+    expected = {"images": ctx.count, "shape": list(ctx.images.shape[1:]), "source": ctx.stamp}
+    if marker.is_file() and json.loads(marker.read_text()) == expected:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    write(folder)
+    marker.write_text(json.dumps(expected))
+    print(f"  wrote peers/{name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+def jpeg_paths(ctx) -> list:
+    """The files-jpeg store's train files in sample order (``train/<class>/<index:06d>.jpg``)."""
+    return sorted(ctx.store("files-jpeg").path.glob("train/*/*.jpg"), key=lambda path: path.name)
+
+
 def jpeg_bytes(ctx) -> list:
-    """The files-jpeg store's bytes of each train sample (the same JPEGs every JPEG peer reads)."""
-    paths, _ = imagefiles.list_files(ctx.store("files-jpeg").path, "train")
-    return [path.read_bytes() for path in paths]
-
-
-def ffcv_beton(ctx, jpeg: bool) -> Path:
-    from ffcv.fields import IntField, NDArrayField, RGBImageField
-    from ffcv.writer import DatasetWriter
-
-    path = ctx.peers_dir / f"ffcv-{'jpeg' if jpeg else 'raw'}.beton"
-    if not path.is_file():
-        image = (RGBImageField(write_mode="jpg", jpeg_quality=90) if jpeg
-                 else NDArrayField(np.dtype("uint8"), ctx.images.shape[1:]))
-        pairs = PairDataset(np.ascontiguousarray(ctx.images), ctx.labels)
-        DatasetWriter(str(path) + ".tmp", {"image": image, "label": IntField()}, num_workers=2
-                      ).from_indexed_dataset(pairs)
-        os.rename(str(path) + ".tmp", path)
-    return path
+    """The files-jpeg store's bytes of each train sample, in sample order."""
+    return [path.read_bytes() for path in jpeg_paths(ctx)]
 
 
 class PairDataset:
@@ -244,34 +443,28 @@ class PairDataset:
 def ffcv_peer(jpeg: bool):
     def make(ctx, workers):
         need("ffcv", "ffcv (needs pkg-config libturbojpeg0-dev libopencv-dev)")
+        from ffcv.fields import IntField, NDArrayField, RGBImageField
         from ffcv.fields.decoders import IntDecoder, NDArrayDecoder, SimpleRGBImageDecoder
         from ffcv.loader import Loader, OrderOption
         from ffcv.transforms import ToTensor
+        from ffcv.writer import DatasetWriter
 
-        path = ffcv_beton(ctx, jpeg)
+        def write(folder):
+            image = (RGBImageField(write_mode="jpg", jpeg_quality=90) if jpeg
+                     else NDArrayField(np.dtype("uint8"), ctx.images.shape[1:]))
+            DatasetWriter(str(folder / "data.beton"), {"image": image, "label": IntField()}, num_workers=2
+                          ).from_indexed_dataset(PairDataset(ctx.in_ram, ctx.labels))
+
+        path = peer_folder(ctx, f"ffcv-{'jpeg' if jpeg else 'raw'}", write) / "data.beton"
         image = [SimpleRGBImageDecoder() if jpeg else NDArrayDecoder(), ToTensor()]
         loader = Loader(str(path), batch_size=BATCH, num_workers=max(1, workers), order=OrderOption.RANDOM,
                         pipelines={"image": image, "label": [IntDecoder(), ToTensor()]}, seed=0)
 
-        def epoch(_):
-            return count_images(loader)
-        return epoch
+        def stream(_):
+            for _, labels in loader:
+                yield len(labels)
+        return stream
     return make
-
-
-def write_lmdb(ctx, jpeg: bool) -> Path:
-    import lmdb
-
-    path = ctx.peers_dir / f"lmdb-{'jpeg' if jpeg else 'raw'}"
-    if not (path / "done").is_file():
-        values = jpeg_bytes(ctx) if jpeg else None
-        env = lmdb.open(str(path), map_size=2 * (ctx.images.nbytes + 2**30), subdir=True, lock=False)
-        with env.begin(write=True) as txn:
-            for index in range(ctx.count):
-                txn.put(index.to_bytes(8, "big"), values[index] if jpeg else ctx.images[index].tobytes())
-        env.close()
-        (path / "done").touch()
-    return path
 
 
 LMDB_ENVIRONMENTS = {}  # LMDB allows one open environment per path and process; a forked worker inherits
@@ -292,73 +485,61 @@ def lmdb_environment(path: str):
     return LMDB_ENVIRONMENTS[key]
 
 
-class LmdbBatches(torch.utils.data.Dataset):
-    """A batch per ``__getitem__``: one read transaction, each value copied (raw) or decoded by Pillow."""
+class LmdbJpegBatches(torch.utils.data.Dataset):
+    """A batch per ``__getitem__``: one read transaction, each JPEG decoded by Pillow."""
 
-    def __init__(self, path, shape, labels, jpeg):
-        self.path, self.shape, self.labels, self.jpeg = str(path), shape, labels, jpeg
+    def __init__(self, path, shape, labels):
+        self.path, self.shape, self.labels = str(path), shape, labels
 
     def __getitem__(self, indices):
-        from PIL import Image
-
         out = np.empty((len(indices), *self.shape), np.uint8)
         with lmdb_environment(self.path).begin(buffers=True) as txn:
             for row, index in enumerate(indices):
-                value = txn.get(int(index).to_bytes(8, "big"))
-                if self.jpeg:
-                    out[row] = np.asarray(Image.open(io.BytesIO(value)).convert("RGB"))
-                else:
-                    out[row] = np.frombuffer(value, np.uint8).reshape(self.shape)
+                out[row] = decode_with_pillow(bytes(txn.get(int(index).to_bytes(8, "big"))))
         return torch.from_numpy(out), torch.from_numpy(self.labels[indices])
 
 
-def lmdb_peer(jpeg: bool):
-    def make(ctx, workers):
-        need("lmdb")
-        dataset = LmdbBatches(write_lmdb(ctx, jpeg), ctx.images.shape[1:], ctx.labels, jpeg)
+def lmdb_jpeg_peer(ctx, workers):
+    lmdb = need("lmdb")
 
-        def epoch(number):
-            if workers:
-                close_lmdb_environments()
-            return count_images(torch.utils.data.DataLoader(dataset, batch_size=None,
-                                                            sampler=ctx.batches(number), num_workers=workers))
-        return epoch
-    return make
+    def write(folder):
+        env = lmdb.open(str(folder), map_size=4 * (ctx.images.nbytes + 2**28), subdir=True, lock=False)
+        with env.begin(write=True) as txn:
+            for index, value in enumerate(jpeg_bytes(ctx)):
+                txn.put(index.to_bytes(8, "big"), value)
+        env.close()
+
+    dataset = LmdbJpegBatches(peer_folder(ctx, "lmdb-jpeg", write), ctx.images.shape[1:], ctx.labels)
+
+    def stream(epoch):
+        if workers:
+            close_lmdb_environments()
+        for _, labels in torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ctx.batches(epoch),
+                                                     num_workers=workers):
+            yield len(labels)
+    return stream
 
 
-def write_webdataset(ctx, jpeg: bool, shards: int = 8) -> list:
-    import webdataset as wds
+def webdataset_raw_peer(ctx, workers, shards: int = 16):
+    wds = need("webdataset")
 
-    folder = ctx.peers_dir / f"wds-{'jpeg' if jpeg else 'raw'}"
-    urls = [str(folder / f"shard-{number:03d}.tar") for number in range(shards)]
-    if not (folder / "done").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        values = jpeg_bytes(ctx) if jpeg else None
-        for number, url in enumerate(urls):
-            with wds.TarWriter(url) as sink:
+    def write(folder):
+        for number in range(shards):
+            with wds.TarWriter(str(folder / f"shard-{number:03d}.tar")) as sink:
                 for index in range(number, ctx.count, shards):
-                    sample = {"__key__": f"{index:06d}", "cls": int(ctx.labels[index])}
-                    if jpeg:
-                        sample["jpg"] = values[index]
-                    else:
-                        sample["npy"] = np.ascontiguousarray(ctx.images[index])
-                    sink.write(sample)
-        (folder / "done").touch()
-    return urls
+                    sink.write({"__key__": f"{index:06d}", "cls": int(ctx.labels[index]),
+                                "npy": np.ascontiguousarray(ctx.images[index])})
 
+    folder = peer_folder(ctx, "wds-raw", write)
+    urls = sorted(str(path) for path in folder.glob("shard-*.tar"))
+    dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).shuffle(1000)
+               .decode().to_tuple("npy", "cls").batched(BATCH))
+    loader = wds.WebLoader(dataset, batch_size=None, num_workers=workers)
 
-def webdataset_peer(jpeg: bool):
-    def make(ctx, workers):
-        wds = need("webdataset")
-        urls = write_webdataset(ctx, jpeg)
-        dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).shuffle(1000)
-                   .decode("rgb8").to_tuple("jpg" if jpeg else "npy", "cls").batched(BATCH))
-        loader = wds.WebLoader(dataset, batch_size=None, num_workers=workers)
-
-        def epoch(_):
-            return count_images(loader)
-        return epoch
-    return make
+    def stream(_):
+        for _, labels in loader:
+            yield len(labels)
+    return stream
 
 
 def litdata_sample(pair):
@@ -368,41 +549,48 @@ def litdata_sample(pair):
 
 def litdata_peer(ctx, workers):
     litdata = need("litdata")
-    folder = ctx.peers_dir / "litdata-raw"
-    if not (folder / "done").is_file():
-        inputs = [(np.ascontiguousarray(ctx.images[i]), int(ctx.labels[i])) for i in range(ctx.count)]
-        litdata.optimize(fn=litdata_sample, inputs=inputs, output_dir=str(folder), chunk_bytes="16MB",
-                         num_workers=1, mode="overwrite")
-        (folder / "done").touch()
-    dataset = litdata.StreamingDataset(str(folder), shuffle=True, seed=0)
-    loader = litdata.StreamingDataLoader(dataset, batch_size=BATCH, num_workers=workers)
 
-    def epoch(_):
-        return sum(len(batch["label"]) for batch in loader)
-    return epoch
+    def write(folder):
+        import multiprocessing
+
+        method = multiprocessing.get_start_method(allow_none=True)
+        inputs = [(ctx.in_ram[i], int(ctx.labels[i])) for i in range(ctx.count)]
+        try:
+            litdata.optimize(fn=litdata_sample, inputs=inputs, output_dir=str(folder / "data"),
+                             chunk_bytes="16MB", num_workers=1, mode="overwrite")
+        finally:  # optimize() makes "spawn" the default start method: every later DataLoader would spawn
+            multiprocessing.set_start_method(method, force=True)
+
+    folder = peer_folder(ctx, "litdata-raw", write) / "data"
+    loader = litdata.StreamingDataLoader(litdata.StreamingDataset(str(folder), shuffle=True, seed=0),
+                                         batch_size=BATCH, num_workers=workers)
+
+    def stream(_):
+        for batch in loader:
+            yield len(batch["label"])
+    return stream
 
 
 def mosaic_peer(ctx, workers):
     need("streaming", "mosaicml-streaming")
     from streaming import MDSWriter, StreamingDataset
-
-    folder = ctx.peers_dir / "mds-raw"
-    if not (folder / "done").is_file():
-        shape = ",".join(str(size) for size in ctx.images.shape[1:])
-        with MDSWriter(out=str(folder), columns={"image": f"ndarray:uint8:{shape}", "label": "int"},
-                       exist_ok=True) as writer:
-            for index in range(ctx.count):
-                writer.write({"image": np.ascontiguousarray(ctx.images[index]), "label": int(ctx.labels[index])})
-        (folder / "done").touch()
     from streaming.base.util import clean_stale_shared_memory
 
+    def write(folder):
+        shape = ",".join(str(size) for size in ctx.images.shape[1:])
+        with MDSWriter(out=str(folder / "data"), columns={"image": f"ndarray:uint8:{shape}", "label": "int"}) as out:
+            for index in range(ctx.count):
+                out.write({"image": ctx.in_ram[index], "label": int(ctx.labels[index])})
+
+    folder = peer_folder(ctx, "mds-raw", write) / "data"
     clean_stale_shared_memory()
     dataset = StreamingDataset(local=str(folder), shuffle=True, batch_size=BATCH, shuffle_seed=workers)
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers)
 
-    def epoch(_):
-        return sum(len(batch["label"]) for batch in loader)
-    return epoch
+    def stream(_):
+        for batch in loader:
+            yield len(batch["label"])
+    return stream
 
 
 def dali_peer(ctx, workers):
@@ -420,265 +608,319 @@ def dali_peer(ctx, workers):
     pipe.build()
     size = pipe.epoch_size("reader")
 
-    def epoch(_):
-        total = 0
-        for _ in range(-(-size // BATCH)):
-            images, labels = pipe.run()
-            total += len(labels)
-        return min(total, size)
-    return epoch
+    def stream(_):
+        left = size
+        while left > 0:
+            _, labels = pipe.run()
+            yield min(len(labels), left)
+            left -= len(labels)
+    return stream
 
 
 # ---- the table of cases -------------------------------------------------------------------------------
 
-def cases(workers_list) -> list:
-    both = list(workers_list)
-    table = [
-        ("limit: memcpy of the array", "limit", "raw", [0], memcpy_limit, ""),
-        ("limit: random gather (1 thread)", "limit", "raw", [0], gather_limit, ""),
-        ("thesislib numpy (npy-uint8)", "thesislib", "raw", both, thesislib_loader("numpy", "npy-uint8"), ""),
-        ("thesislib memory (npy-uint8)", "thesislib", "raw", [0], thesislib_loader("memory", "npy-uint8"), ""),
-        ("thesislib hdf5", "thesislib", "raw", both, thesislib_loader("hdf5", "hdf5"), ""),
-        ("thesislib zarr", "thesislib", "raw", both, thesislib_loader("zarr", "zarr"), ""),
-        ("thesislib files (files-bmp)", "thesislib", "raw", both, thesislib_loader("files", "files-bmp"), ""),
-        ("thesislib files (files-jpeg)", "thesislib", "jpeg", both, thesislib_loader("files", "files-jpeg"), ""),
-        ("thesislib torchvision (files-jpeg)", "thesislib", "jpeg", both,
-         thesislib_loader("torchvision", "files-jpeg"), "per-sample ImageFolder"),
-        ("thesislib dali (files-jpeg)", "thesislib", "jpeg", both, thesislib_loader("dali", "files-jpeg"), ""),
-        ("kernel numpy (npy-uint8)", "kernel", "raw", both, kernel_reader(NpyReader, "npy-uint8"), ""),
-        ("kernel hdf5 (memory map)", "kernel", "raw", both, kernel_reader(Hdf5Reader, "hdf5"), ""),
-        ("kernel zarr (chunk threads)", "kernel", "raw", both, kernel_reader(ZarrReader, "zarr"), ""),
-        ("kernel files-bmp (pillow threads)", "kernel", "raw", both,
-         kernel_reader(FilesReader, "files-bmp", decoder="pillow"), "exact"),
-        ("kernel files-jpeg (pillow threads)", "kernel", "jpeg", both,
-         kernel_reader(FilesReader, "files-jpeg", decoder="pillow"), "exact"),
-        ("kernel files-jpeg (simplejpeg)", "kernel", "jpeg", both,
-         kernel_reader(FilesReader, "files-jpeg", decoder="simplejpeg"), "exact settings"),
-        ("kernel files-jpeg (simplejpeg-fast)", "kernel", "jpeg", both,
-         kernel_reader(FilesReader, "files-jpeg", decoder="simplejpeg-fast"), "APPROXIMATE"),
-        ("pytorch per-sample memmap Dataset", "pytorch", "raw", both, pytorch_per_sample, "baseline"),
-        ("pytorch batched memmap", "pytorch", "raw", both, pytorch_batched, ""),
-        ("FFCV raw .beton", "peer", "raw", both, ffcv_peer(False), "threads; 0 -> 1"),
-        ("FFCV JPEG .beton", "peer", "jpeg", both, ffcv_peer(True), "threads; 0 -> 1; own encode"),
-        ("LMDB raw (batch txn)", "peer", "raw", both, lmdb_peer(False), ""),
-        ("LMDB JPEG (Pillow)", "peer", "jpeg", both, lmdb_peer(True), ""),
-        ("WebDataset raw (.npy)", "peer", "raw", both, webdataset_peer(False), "shuffle buffer 1000"),
-        ("WebDataset JPEG", "peer", "jpeg", both, webdataset_peer(True), "shuffle buffer 1000"),
-        ("LitData raw", "peer", "raw", both, litdata_peer, ""),
-        ("Mosaic Streaming MDS raw", "peer", "raw", both, mosaic_peer, ""),
-        ("DALI direct (files-jpeg, CPU)", "peer", "jpeg", both, dali_peer, "threads; 0 -> 1"),
-    ]
-    return [Case(name, group, pixels, workers, make, note)
-            for name, group, pixels, workers_of, make, note in table for workers in workers_of]
+def pixels_of(store: str) -> str:
+    """What reading the store decodes: its image codec (the parquet store holds PNGs), else raw pixels."""
+    return STORES[store].codec or ("png" if STORES[store].kind == "parquet" else "raw")
+
+
+def thesislib_cases(workers) -> list:
+    rows = []
+    for loader in loader_order():
+        counts = [0] if loader in ONE_WORKER_COUNT else workers
+        note = ONE_WORKER_COUNT.get(loader, NOTES.get(loader, ""))
+        for store in FASTEST_STORES.get(loader, [DEFAULT_STORES[loader]]):
+            rows += [Case("thesislib", loader, loader, store, pixels_of(store), count,
+                          thesislib_loader(loader, store), note) for count in counts]
+    return rows
+
+
+def baseline_cases(stores, workers) -> list:
+    rows = []
+    for store in dict.fromkeys(stores):
+        name, make = BASELINES[STORES[store].kind]
+        rows += [Case("baseline", name, "", store, pixels_of(store), count, make(store)) for count in workers]
+    return rows
+
+
+def cases(workers) -> list:
+    ours = thesislib_cases(workers)
+    table = [Case("limit", "memcpy of the array", "", "", "raw", 0, memcpy_limit, "np.copyto of the split in RAM"),
+             Case("limit", "random gather into a buffer", "", "", "raw", 0, gather_limit, "np.take, 1 thread")]
+    table += ours + baseline_cases([case.store for case in ours], workers)
+    table += [Case("pytorch", "batched memmap Dataset", "", "npy-uint8", "raw", count, pytorch_batched)
+              for count in workers]
+    peers = [("FFCV raw .beton", "raw", ffcv_peer(False), "threads; 0 workers -> 1"),
+             ("FFCV JPEG .beton", "jpeg", ffcv_peer(True), "threads; 0 workers -> 1; FFCV's own JPEG encode"),
+             ("LMDB of JPEGs, batch txn + Pillow", "jpeg", lmdb_jpeg_peer, ""),
+             ("WebDataset of .npy, batched pipeline", "raw", webdataset_raw_peer, "shuffle buffer 1000"),
+             ("LitData", "raw", litdata_peer, ""),
+             ("Mosaic Streaming MDS", "raw", mosaic_peer, ""),
+             ("DALI direct on files-jpeg (CPU)", "jpeg", dali_peer, "threads; 0 workers -> 1")]
+    table += [Case("peer", name, "", "", pixels, count, make, note)
+              for name, pixels, make, note in peers for count in workers]
+    return table
 
 
 def selected(all_cases, only, skip) -> list:
-    keep = [case for case in all_cases if not only or any(part.lower() in case.name.lower() for part in only)]
-    return [case for case in keep if not any(part.lower() in case.name.lower() for part in skip)]
+    def text(case):
+        return f"{case.group} {case.name} {case.store}".lower()
+    keep = [case for case in all_cases if not only or any(part.lower() in text(case) for part in only)]
+    return [case for case in keep if not any(part.lower() in text(case) for part in skip)]
 
 
-def set_up(case, ctx) -> None:
-    """Make the case's epoch function (a peer's also runs one untimed warm-up epoch: FFCV compiles its
-    pipeline in its first epoch), or mark the case skipped. The stores' page cache is warm from preparing
-    them; a first, slower round shows in the range, not in the median of three."""
+def needed_stores(cases_) -> list:
+    """The stores the cases read, plus npy-uint8 (the images everything starts from) and files-jpeg for the
+    JPEG peers."""
+    names = {"npy-uint8"} | {case.store for case in cases_ if case.store}
+    if any(case.group == "peer" and case.pixels == "jpeg" for case in cases_):
+        names.add("files-jpeg")
+    return [name for name in STORES if name in names]
+
+
+# ---- measuring ----------------------------------------------------------------------------------------
+
+@dataclass
+class Drained:
+    images: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    first_s: float = 0.0      # until the first batch arrived (start-up: workers, pipelines, compilation)
+    first_images: int = 0
+
+
+def drain(stream, epoch, max_batches=None, max_seconds=None) -> Drained:
+    """One epoch of ``stream``, or its first ``max_batches`` batches, or what arrives within ``max_seconds``
+    (at least two batches); the stream is closed either way (its workers stop)."""
+    start, got = time.perf_counter(), Drained()
+    iterator = stream(epoch)
     try:
-        case.epoch = case.make(ctx, case.workers)
-        if case.group == "peer":
-            case.epoch(0)
+        for size in iterator:
+            got.images, got.batches = got.images + size, got.batches + 1
+            if got.batches == 1:
+                got.first_s, got.first_images = time.perf_counter() - start, size
+            if (max_batches and got.batches >= max_batches) or (
+                    max_seconds and got.batches >= 2 and time.perf_counter() - start >= max_seconds):
+                break
+    finally:
+        iterator.close()
+    got.seconds = time.perf_counter() - start
+    return got
+
+
+def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
+    """Make the case's stream, run its untimed warm-up and choose its measure from it (whole epochs,
+    repeated to MIN_ROUND_S; or a prefix worth about ``round_s``), or mark it skipped with the reason."""
+    try:
+        case.stream = case.make(ctx, case.workers)
+        warm = drain(case.stream, 0, max_seconds=warmup_s)
     except Skip as exc:
         case.skipped = str(exc)
-    except Exception as exc:  # a peer failing on this machine is reported, not fatal
-        case.skipped = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
+        return
+    except Exception as exc:  # a case failing on this machine is reported, not fatal
+        case.skipped = failure(exc)
+        return
+    if not warm.images:
+        case.skipped = "failed: no images in the warm-up"
+        return
+    steady = (warm.images - warm.first_images) / (warm.seconds - warm.first_s) if warm.batches > 1 else \
+        warm.images / warm.seconds          # images/s once started
+    start_s = max(0.0, warm.first_s - warm.first_images / steady)
+    epoch_s = start_s + ctx.count / steady
+    if epoch_s <= round_s:
+        case.epochs_per_round = max(1, min(50, math.ceil(MIN_ROUND_S / epoch_s)))
+    else:
+        case.max_batches = min(ctx.epoch_batches, max(2, math.ceil(max(round_s - start_s, 0.2 * round_s)
+                                                                    * steady / BATCH)))
+        case.note = "; ".join(filter(None, [case.note, f"first {case.max_batches} of {ctx.epoch_batches} batches"]))
+
+
+def write_peer_files(cases_, ctx) -> None:
+    """Make each peer case once (which writes its files into the cache), without measuring."""
+    for case in {case.name: case for case in cases_ if case.group == "peer"}.values():
+        try:
+            case.make(ctx, case.workers)
+            print(f"peer files of {case.name}: ready", flush=True)
+        except Exception as exc:  # a peer missing here is reported, not fatal
+            print(f"peer files of {case.name}: {exc if isinstance(exc, Skip) else failure(exc)}", flush=True)
+
+
+def failure(exc) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"failed: {type(exc).__name__}: {text}"
 
 
 def run_round(cases_, number: int, ctx) -> None:
     live = [case for case in cases_ if not case.skipped]
     shift = number % max(1, len(live))
     for case in live[shift:] + live[:shift]:
+        images = batches = 0
+        seconds = 0.0
         try:
-            start = time.perf_counter()
-            images = case.epoch(number + 1)
-            seconds = time.perf_counter() - start
+            for repeat in range(case.epochs_per_round):
+                got = drain(case.stream, 1 + number * case.epochs_per_round + repeat, case.max_batches)
+                images, batches, seconds = images + got.images, batches + got.batches, seconds + got.seconds
         except Exception as exc:
-            case.skipped = f"failed: {type(exc).__name__}: {str(exc)[:100]}"
+            case.skipped = failure(exc)
             continue
-        case.rates.append(images / seconds)
-        print(f"  round {number + 1} {case.name} w={case.workers}: {images / seconds:,.0f} img/s", flush=True)
+        case.rounds.append((images, seconds, batches / case.epochs_per_round))
+        print(f"  round {number + 1} {case.group}: {case.name} [{case.store}] w={case.workers}: "
+              f"{images / seconds:,.0f} img/s", flush=True)
 
 
-# ---- output -------------------------------------------------------------------------------------------
-
-def summary(cases_) -> list:
+def rows_of(cases_, ctx) -> list:
+    """One row per case and round (one row with the reason for a skipped case), :data:`report.COLUMNS`."""
     rows = []
     for case in cases_:
-        rates = case.rates
-        rows.append({"case": case.name, "group": case.group, "pixels": case.pixels, "workers": case.workers,
-                     "median_img_s": statistics.median(rates) if rates and not case.skipped else None,
-                     "min_img_s": min(rates) if rates and not case.skipped else None,
-                     "max_img_s": max(rates) if rates and not case.skipped else None,
-                     "rounds": len(rates), "note": case.note, "skipped": case.skipped})
+        base = {"dataset": ctx.dataset, "scale": ctx.scale, "group": case.group, "case": case.name,
+                "loader": case.loader, "store": case.store, "pixels": case.pixels, "workers": case.workers,
+                "epoch_batches": ctx.epoch_batches, "note": case.note, "skipped": case.skipped}
+        measured = case.rounds if not case.skipped else []
+        rows += [{**base, "round": number + 1, "images": images, "seconds": round(seconds, 6),
+                  "img_s": round(images / seconds, 1), "batches": batches}
+                 for number, (images, seconds, batches) in enumerate(measured)]
+        if not measured:
+            rows.append({**base, "skipped": case.skipped or "not measured"})
     return rows
 
 
-def rate(rows, name, workers):
-    for row in rows:
-        if row["case"] == name and row["workers"] == workers and row["median_img_s"]:
-            return row["median_img_s"]
-    return None
+# ---- exactness and environment ------------------------------------------------------------------------
 
-
-def ratio_line(label, numerator, denominator, goal) -> str:
-    if not numerator or not denominator:
-        return f"  {label}: n/a (a case was skipped)"
-    value = numerator / denominator
-    return f"  {label}: {value:.2f}x (goal {goal}x) {'MET' if value >= goal else 'not met'}"
-
-
-def goals(rows, workers_list) -> list:
-    lines = ["Goals of the performance issue, as ratios of medians in this run:"]
-    for prefix in ("thesislib", "kernel"):
-        numpy_name = f"{prefix} numpy (npy-uint8)"
-        lines.append(f" {prefix}:")
-        for workers in workers_list:
-            lines.append(ratio_line(f"numpy / FFCV raw, {workers} workers", rate(rows, numpy_name, workers),
-                                    rate(rows, "FFCV raw .beton", workers), 1.5))
-        lines.append(ratio_line("numpy / random-gather limit, 0 workers", rate(rows, numpy_name, 0),
-                                rate(rows, "limit: random gather (1 thread)", 0), 0.6))
-        hdf5 = "thesislib hdf5" if prefix == "thesislib" else "kernel hdf5 (memory map)"
-        lines.append(ratio_line("hdf5 / numpy, 0 workers", rate(rows, hdf5, 0), rate(rows, numpy_name, 0), 0.5))
-        for workers in workers_list:
-            jpeg = best(rows, prefix, "jpeg", workers, exact_only=True)
-            lines.append(ratio_line(f"best exact JPEG path ({jpeg[0]}) / FFCV JPEG, {workers} workers", jpeg[1],
-                                    rate(rows, "FFCV JPEG .beton", workers), 1.0))
-            baseline = rate(rows, "pytorch per-sample memmap Dataset", workers)
-            slowest = min(((row["median_img_s"], row["case"]) for row in rows if row["case"].startswith(prefix)
-                           and row["workers"] == workers and row["pixels"] == "raw" and row["median_img_s"]),
-                          default=(None, ""))
-            lines.append(ratio_line(f"slowest raw loader ({slowest[1]}) / per-sample PyTorch, {workers} workers",
-                                    slowest[0], baseline, 5))
-    for workers in workers_list:
-        lines.append(ratio_line(f"kernel files-jpeg (simplejpeg) / thesislib files today, {workers} workers",
-                                rate(rows, "kernel files-jpeg (simplejpeg)", workers),
-                                rate(rows, "thesislib files (files-jpeg)", workers), 4))
-        lines.append(ratio_line(f"kernel zarr / thesislib zarr today, {workers} workers",
-                                rate(rows, "kernel zarr (chunk threads)", workers),
-                                rate(rows, "thesislib zarr", workers), 20))
-    lines.append(" slower with 2 workers than with 0 (cached stores):")
-    slower = [row["case"] for row in rows if row["workers"] == 0 and rate(rows, row["case"], 2)
-              and row["median_img_s"] and rate(rows, row["case"], 2) < row["median_img_s"]]
-    lines.extend(f"  {name}: {rate(rows, name, 2) / rate(rows, name, 0):.2f}x" for name in slower)
-    return lines
-
-
-def best(rows, prefix, pixels, workers, exact_only=False):
-    found = [(row["median_img_s"], row["case"]) for row in rows if row["case"].startswith(prefix)
-             and row["pixels"] == pixels and row["workers"] == workers and row["median_img_s"]
-             and not (exact_only and row["note"] == "APPROXIMATE")]
-    top = max(found, default=(None, "none"))
-    return top[1], top[0]
-
-
-def exactness(ctx) -> list:
-    """Each JPEG decoder of the kernels against Pillow on the first 256 train files."""
-    from thesislib.kernels.imagefiles import FileDecoder
-
-    paths, _ = imagefiles.list_files(ctx.store("files-jpeg").path, "train")
-    paths = paths[:BATCH]
-    shape = (len(paths), *ctx.images.shape[1:])
-    reference = FileDecoder("pillow")(paths, np.empty(shape, np.uint8)).astype(np.int16)
-    rows = []
-    for name, decoder in DECODERS.items():
-        if "jpeg" not in decoder.codecs or unavailable_reason(name):
+def exactness(ctx, cases_) -> dict:
+    """{(loader, store): what its JPEG pixels are} for each thesislib loader that decodes JPEG: in the
+    sampler's order, its first unshuffled batch against Pillow's decode of the same files-jpeg files (the
+    store's reference decode); the others cannot be lined up with the files and say so."""
+    found, reference = {}, None
+    for case in cases_:
+        key = (case.loader, case.store)
+        if case.group != "thesislib" or case.pixels != "jpeg" or case.skipped or key in found:
             continue
-        pixels = FileDecoder(name)(paths, np.empty(shape, np.uint8)).astype(np.int16)
-        diff = np.abs(pixels - reference)
-        rows.append({"decoder": name, "max_abs_diff": int(diff.max()), "mean_abs_diff": float(diff.mean()),
-                     "checksum_change_pct": 100 * float(pixels.sum() - reference.sum()) / float(reference.sum()),
-                     "declared": "exact settings" if decoder.exact else "approximate"})
-    return rows
+        if case.loader in UNORDERED:
+            found[key] = f"pixels not compared ({UNORDERED[case.loader]})"
+            continue
+        if reference is None:
+            reference = np.stack([decode_with_pillow(path.read_bytes()) for path in jpeg_paths(ctx)[:BATCH]])
+            reference = reference.astype(np.int16)
+        try:
+            with make_loader(case.loader, ctx.store(case.store), "train", batch_size=BATCH, shuffle=False) as made:
+                images = next(iter(made))[0].numpy().astype(np.int16)
+        except Exception as exc:
+            found[key] = f"pixels not compared ({failure(exc)})"
+            continue
+        diff = np.abs(images - reference)
+        found[key] = "pixels = Pillow's" if not diff.any() else (
+            f"pixels differ from Pillow's: max |diff| {diff.max()}, mean {diff.mean():.3f}, checksum "
+            f"{100 * (images.sum() - reference.sum()) / reference.sum():+.3f}%")
+    return found
 
 
-def write_figure(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("agg")
-    import matplotlib.pyplot as plt
-
-    shown = [row for row in rows if row["median_img_s"]]
-    labels = [f"{row['case']} · w={row['workers']}" for row in shown]
-    medians = np.array([row["median_img_s"] for row in shown])
-    low = medians - np.array([row["min_img_s"] for row in shown])
-    high = np.array([row["max_img_s"] for row in shown]) - medians
-    colours = {"limit": "grey", "thesislib": "tab:blue", "kernel": "tab:green", "pytorch": "tab:orange",
-               "peer": "tab:red"}
-    figure, axes = plt.subplots(figsize=(9, 0.28 * len(shown) + 1.2))
-    axes.barh(range(len(shown)), medians, xerr=[low, high], color=[colours[row["group"]] for row in shown])
-    axes.set_yticks(range(len(shown)), labels, fontsize=7)
-    axes.invert_yaxis()
-    axes.set_xscale("log")
-    axes.set_xlabel("images/s (median of rounds, bar: range)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def add_exactness(cases_, found: dict) -> None:
+    """Each JPEG case's note gains what its pixels are (exactness beside speed)."""
+    for case in cases_:
+        if (case.loader, case.store) in found and case.group == "thesislib":
+            case.note = "; ".join(filter(None, [case.note, found[(case.loader, case.store)]]))
 
 
-def environment() -> str:
+DISTRIBUTIONS = {"torch": r"torch", "torchvision": r"torchvision", "numpy": r"numpy", "pillow": r"pillow",
+                 "h5py": r"h5py", "zarr": r"zarr", "lmdb": r"lmdb", "pyarrow": r"pyarrow",
+                 "tensorflow": r"tensorflow(-cpu)?", "ffcv": r"ffcv", "litdata": r"litdata",
+                 "streaming": r"mosaicml-streaming", "webdataset": r"webdataset",
+                 "dali": r"nvidia-dali(-cuda\d+)?", "simplejpeg": r"simplejpeg", "pyturbojpeg": r"pyturbojpeg",
+                 "thesislib": r"thesislib"}
+
+
+def environment(ctx, args, load_before, started) -> dict:
+    import platform
+
     import psutil
 
-    return (f"{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores "
-            f"(usable {len(os.sched_getaffinity(0))}) · {psutil.virtual_memory().total / 2**30:.0f} GiB RAM · "
-            f"load {os.getloadavg()[0]:.1f} · Python {platform.python_version()} · torch {torch.__version__} · "
-            f"numpy {np.__version__}")
+    from thesislib.bench import git_commit
+    from thesislib.envinfo import cpu_model, installed_distributions, package_version
+    from thesislib.studyplan import this_machine
+
+    installed = installed_distributions()
+    return {"machine": this_machine(), "host": platform.node(), "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "git_commit": git_commit(),
+            "versions": {name: package_version(pattern, installed) for name, pattern in DISTRIBUTIONS.items()},
+            "dataset": ctx.dataset, "scale": ctx.scale, "train_images": ctx.count,
+            "image_shape": list(ctx.images.shape[1:]), "batch_size": BATCH, "rounds": args.rounds,
+            "round_seconds": args.round_seconds, "warmup_seconds": args.warmup_seconds,
+            "load_before": [round(value, 2) for value in load_before],
+            "load_after": [round(value, 2) for value in os.getloadavg()],
+            "run_minutes": round((time.time() - started) / 60, 1)}
 
 
-def main(argv=None) -> None:
-    import pandas as pd
+# ---- main ---------------------------------------------------------------------------------------------
+
+def parse(argv):
+    from thesislib.studyplan import this_machine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "tinyimagenet"])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="0,2", help="comma-separated worker counts")
-    parser.add_argument("--out", default="results/peers")
-    parser.add_argument("--only", default="", help="comma-separated substrings of case names to run")
-    parser.add_argument("--skip", default="", help="comma-separated substrings of case names to leave out")
-    args = parser.parse_args(argv)
-    workers_list = [int(part) for part in args.workers.split(",")]
-    # a store is rebuilt when prepared at another scale: each scale keeps its own folder
-    data_dir = project_path(DATA_DIR) / ("" if args.scale == 1 else f"scale-{args.scale:g}")
-    prepare(args.dataset, source="synthetic", scale=args.scale, stores=STORES, seed=0, data_dir=data_dir,
-            progress=False)
+    parser.add_argument("--data-dir", default=DATA_DIR, help="the cache of stores and peer files (per scale)")
+    parser.add_argument("--out", default=f"results/measured/{this_machine()}/peers")
+    parser.add_argument("--round-seconds", type=float, default=1.5,
+                        help="a case whose epoch takes longer measures a prefix worth about this long")
+    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="longest warm-up of a case")
+    parser.add_argument("--only", default="", help="comma-separated substrings of 'group name store' to run")
+    parser.add_argument("--skip", default="", help="comma-separated substrings of 'group name store' to leave out")
+    parser.add_argument("--list", action="store_true", help="print the cases and stop")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="fill the cache (stores and the peers' files) and stop, measuring nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    import pandas as pd
+
+    args = parse(argv)
+    started, load_before = time.time(), os.getloadavg()
+    workers = [int(part) for part in args.workers.split(",")]
+    all_cases = selected(cases(workers), [p for p in args.only.split(",") if p], [p for p in args.skip.split(",") if p])
+    if args.list:
+        print("\n".join(f"{case.group}: {case.name}{f' [{case.store}]' if case.store else ''} w={case.workers}"
+                        for case in all_cases))
+        return
+    data_dir = project_path(args.data_dir) / f"scale-{args.scale:g}"
+    prepare(args.dataset, source="synthetic", scale=args.scale, stores=needed_stores(all_cases), seed=0,
+            data_dir=data_dir, progress=False)
+    prepared_s = time.time() - started
     store = open_store(data_dir, args.dataset, "npy-uint8")
-    ctx = Context(args.dataset, data_dir, np.load(npy.images_path(store.path, "train"), mmap_mode="r"),
-                  np.load(npy.labels_path(store.path, "train")), data_dir / args.dataset / "peers")
-    ctx.peers_dir.mkdir(parents=True, exist_ok=True)
-    all_cases = selected(cases(workers_list), [p for p in args.only.split(",") if p],
-                         [p for p in args.skip.split(",") if p])
-    print(f"{args.dataset} scale {args.scale}: {ctx.count} train images {ctx.images.shape[1:]}, batch {BATCH}, "
-          f"{args.rounds} interleaved rounds\n{environment()}", flush=True)
+    ctx = Context(args.dataset, args.scale, data_dir, np.load(store.path / "train_images.npy", mmap_mode="r"),
+                  np.load(store.path / "train_labels.npy"))
+    print(f"{args.dataset} scale {args.scale:g}: {ctx.count} train images {ctx.images.shape[1:]}, batch {BATCH}, "
+          f"{args.rounds} interleaved rounds; stores ready in {prepared_s:.0f} s (cache {data_dir})", flush=True)
+    if args.prepare_only:
+        write_peer_files(all_cases, ctx)
+        return
     for case in all_cases:
-        set_up(case, ctx)
-        print(f"set up {case.name} w={case.workers}: {case.skipped or 'ready'}", flush=True)
+        set_up(case, ctx, args.warmup_seconds, args.round_seconds)
+        print(f"set up {case.group}: {case.name} [{case.store}] w={case.workers}: {case.skipped or 'ready'}"
+              f"{'' if case.skipped else f' ({case.note})' if case.note else ''}", flush=True)
     for number in range(args.rounds):
         run_round(all_cases, number, ctx)
+    found = exactness(ctx, all_cases)
+    add_exactness(all_cases, found)
     out = project_path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = summary(all_cases)
-    pd.DataFrame([{"case": case.name, "workers": case.workers, "round": number + 1, "img_s": value}
-                  for case in all_cases for number, value in enumerate(case.rates)]).to_csv(out / "peers.csv",
-                                                                                              index=False)
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "peers_summary.csv", index=False)
-    shown = table.assign(**{column: table[column].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
-                            for column in ("median_img_s", "min_img_s", "max_img_s")})
-    print(f"\n{environment()}\n")
-    print(shown.to_string(index=False, max_colwidth=60))
-    print("\nJPEG decoders against Pillow (first 256 train files of files-jpeg):")
-    print(pd.DataFrame(exactness(ctx)).to_string(index=False))
-    print()
-    print("\n".join(goals(rows, workers_list)))
-    write_figure(rows, out / "peers.png")
-    print(f"\nwritten: {out / 'peers.csv'}, {out / 'peers_summary.csv'}, {out / 'peers.png'}")
+    rows = rows_of(all_cases, ctx)
+    report.write_rounds(rows, report.rounds_path(out, args.dataset))
+    summary = report.summarize(pd.DataFrame(rows, columns=report.COLUMNS))
+    env = environment(ctx, args, load_before, started)
+    report.write_environment(env, report.env_path(out, args.dataset))
+    title = f"{args.dataset} (scale {args.scale:g}), {env['machine']}, {args.rounds} rounds"
+    report.save_figure(report.peers_figure(summary, title), report.figure_path(out, args.dataset))
+    with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+        print(f"\n{title}\n{report.display_table(summary).to_string(index=False)}")
+    print("\nJPEG pixels against Pillow's decode of files-jpeg (first 256 train images, unshuffled):")
+    print("\n".join(f"  {loader} [{store}]: {text}" for (loader, store), text in found.items()))
+    print("\nGoals of issue 17, as ratios of medians in this run:")
+    print("\n".join("  " + line for line in report.goal_lines(report.goals(summary, args.dataset))))
+    print(f"\nwritten under {out}: {args.dataset}.csv, {args.dataset}.env.json, {args.dataset}.png "
+          f"({(time.time() - started) / 60:.1f} min in all)")
 
 
 if __name__ == "__main__":

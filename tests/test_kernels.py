@@ -1,4 +1,4 @@
-"""The fast kernels deliver today's loaders' pixels in today's order (correctness only; speed lives in
+"""The fast kernels give the pixels and order of a plain read (correctness only; speed lives in
 benchmarks/peers.py)."""
 
 
@@ -13,32 +13,10 @@ from thesislib.kernels.gather import TRIALS, Gather
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import Layout, batches_of
-from thesislib.kernels.prototypes import FilesReader, Hdf5Reader, NpyReader, ZarrReader, kernel_batches
 from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
-from thesislib.loaders import make_loader
-from thesislib.loaders.sampler import epoch_batches
-from thesislib.stores import open_store
+from thesislib.stores import imagefiles, open_store
 
 BATCH = 32
-
-
-def today(data_dir, loader, store):
-    """Every batch of today's loader, epoch 0, as numpy arrays."""
-    with make_loader(loader, open_store(data_dir, "cifar10", store), "train", batch_size=BATCH) as made:
-        return [(images.numpy().copy(), labels.numpy().copy()) for images, labels in made]
-
-
-def kernel(reader, data_dir, store, num_workers):
-    count = open_store(data_dir, "cifar10", store).count("train")
-    return [(images.numpy().copy(), labels.numpy().copy())  # copied: a batch's ring slot is reused
-            for images, labels in kernel_batches(reader, epoch_batches(count, BATCH, 0, 0), num_workers)]
-
-
-def assert_same_batches(got, expected):
-    assert len(got) == len(expected)
-    for (images, labels), (want_images, want_labels) in zip(got, expected):
-        np.testing.assert_array_equal(images, want_images)
-        np.testing.assert_array_equal(labels, want_labels)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -74,22 +52,6 @@ def test_batches_of_keeps_a_batch_for_its_stated_lifetime_then_reuses_its_ring_s
     iterator.close()
 
 
-@pytest.mark.parametrize("num_workers", [0, 1, 2])
-def test_npy_reader_gives_the_numpy_loaders_batches(prepared_cifar10, num_workers):
-    reader = NpyReader(open_store(prepared_cifar10, "cifar10", "npy-uint8"), "train")
-    assert_same_batches(kernel(reader, prepared_cifar10, "npy-uint8", num_workers),
-                        today(prepared_cifar10, "numpy", "npy-uint8"))
-
-
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_hdf5_reader_maps_the_contiguous_store_and_gives_the_hdf5_loaders_batches(prepared_cifar10,
-                                                                                  num_workers):
-    reader = Hdf5Reader(open_store(prepared_cifar10, "cifar10", "hdf5"), "train")
-    assert_same_batches(kernel(reader, prepared_cifar10, "hdf5", num_workers),
-                        today(prepared_cifar10, "hdf5", "hdf5"))
-    assert isinstance(reader.opened()[0], np.memmap)
-
-
 def test_contiguous_map_refuses_chunked_and_compressed_datasets_which_h5py_then_reads(tmp_path):
     data = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
     with h5py.File(tmp_path / "x.h5", "w") as file:
@@ -99,26 +61,6 @@ def test_contiguous_map_refuses_chunked_and_compressed_datasets_which_h5py_then_
     with h5py.File(tmp_path / "x.h5", "r") as file:
         np.testing.assert_array_equal(contiguous_map(file["plain"])[[1, 4]], data[[1, 4]])
         assert contiguous_map(file["chunked"]) is None
-
-
-def test_hdf5_reader_falls_back_to_h5py_for_a_compressed_store(prepared_cifar10, copy_store):
-    store = copy_store("hdf5")
-    with h5py.File(store.path / "data.h5", "a") as file:
-        images = file["train/images"][()]
-        del file["train/images"]
-        file.create_dataset("train/images", data=images, chunks=(8, 32, 32, 3), compression="gzip")
-    reader = Hdf5Reader(store, "train")
-    assert_same_batches(kernel(reader, prepared_cifar10, "hdf5", 0), today(prepared_cifar10, "hdf5", "hdf5"))
-    assert not isinstance(reader.opened()[0], np.memmap)
-    reader.close()
-
-
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_zarr_reader_decodes_chunks_itself_and_gives_the_zarr_loaders_batches(prepared_cifar10, num_workers):
-    reader = ZarrReader(open_store(prepared_cifar10, "cifar10", "zarr"), "train")
-    assert_same_batches(kernel(reader, prepared_cifar10, "zarr", num_workers),
-                        today(prepared_cifar10, "zarr", "zarr"))
-    assert reader.opened()[0] is not None
 
 
 def test_zarr_chunk_plan_reads_unwritten_chunks_as_fill_value_and_refuses_other_layouts(tmp_path):
@@ -131,43 +73,39 @@ def test_zarr_chunk_plan_reads_unwritten_chunks_as_fill_value_and_refuses_other_
     assert chunk_plan(tmp_path / "many") is None and chunk_plan(tmp_path / "sharded") is None
 
 
-def test_zarr_reader_names_a_corrupt_chunk(prepared_cifar10, copy_store):
+def test_zarr_chunk_reader_names_a_corrupt_chunk(copy_store):
     store = copy_store("zarr")
-    reader = ZarrReader(store, "train")
-    reader.opened()[0].plan.path(3).write_bytes(b"not zstd")
+    chunks = ChunkReader(chunk_plan(store.path / "data.zarr" / "train" / "images"))
+    chunks.plan.path(3).write_bytes(b"not zstd")
     with pytest.raises(ThesisError, match="c.3.0.0.0.*corrupt"):
-        reader.read(np.array([1, 3]))
+        chunks(np.array([1, 3]), np.empty((2, *store.shape("train")[1:]), np.uint8))
 
 
 @pytest.mark.parametrize("store, decoder", [("files-png", "pillow"), ("files-jpeg", "pillow"),
                                             ("files-jpeg", "simplejpeg"), ("files-jpeg", "torchvision")])
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_files_reader_gives_the_files_loaders_pixels_with_an_exact_decoder(prepared_cifar10, store, decoder,
-                                                                             num_workers):
+def test_an_exact_file_decoder_gives_the_stores_reference_pixels(prepared_cifar10, store, decoder):
     if unavailable_reason(decoder):
         pytest.skip(unavailable_reason(decoder))
     assert DECODERS[decoder].exact
-    reader = FilesReader(open_store(prepared_cifar10, "cifar10", store), "train", decoder, threads=2)
-    assert_same_batches(kernel(reader, prepared_cifar10, store, num_workers),
-                        today(prepared_cifar10, "files", store))
+    paths = imagefiles.list_files(open_store(prepared_cifar10, "cifar10", store).path, "train")[0][:BATCH]
+    got = FileDecoder(decoder, threads=2)(paths, np.empty((len(paths), 32, 32, 3), np.uint8))
+    np.testing.assert_array_equal(got, np.stack([imagefiles.decode(path) for path in paths]))
 
 
 def test_the_fast_jpeg_decoder_is_marked_approximate_and_close_to_pillow(prepared_cifar10):
     if unavailable_reason("simplejpeg-fast"):
         pytest.skip(unavailable_reason("simplejpeg-fast"))
     assert not DECODERS["simplejpeg-fast"].exact
-    store = open_store(prepared_cifar10, "cifar10", "files-jpeg")
-    indices = np.arange(64)
-    fast, _ = FilesReader(store, "train", "simplejpeg-fast").read(indices)
-    exact, _ = FilesReader(store, "train", "pillow").read(indices)
+    paths = imagefiles.list_files(open_store(prepared_cifar10, "cifar10", "files-jpeg").path, "train")[0][:64]
+    fast = FileDecoder("simplejpeg-fast")(paths, np.empty((64, 32, 32, 3), np.uint8))
+    exact = FileDecoder("pillow")(paths, np.empty((64, 32, 32, 3), np.uint8))
     assert 0 < np.abs(fast.astype(int) - exact).mean() < 4  # a few levels: visible in the checksum, not the image
 
 
 def test_file_decoder_names_a_file_of_the_wrong_size(prepared_cifar10):
-    store = open_store(prepared_cifar10, "cifar10", "files-jpeg")
-    reader = FilesReader(store, "train", "pillow")
+    paths = imagefiles.list_files(open_store(prepared_cifar10, "cifar10", "files-jpeg").path, "train")[0]
     with pytest.raises(ThesisError, match=r"\.jpg .*expected 16x16"):
-        FileDecoder("pillow")(reader.paths[:2], np.empty((2, 16, 16, 3), np.uint8))
+        FileDecoder("pillow")(paths[:2], np.empty((2, 16, 16, 3), np.uint8))
 
 
 class Failing:
