@@ -97,11 +97,15 @@ def _feature_entry(key: str, feature: bytes) -> bytes:
     return _field(1, _field(1, key.encode()) + _field(2, feature))  # Features.feature map entry
 
 
+def label_entry(label: int) -> bytes:
+    """The Features map entry of ``image/class/label``: Feature.int64_list.value, packed."""
+    return _feature_entry(LABEL_KEY, _field(3, _field(1, _varint(int(label)))))
+
+
 def encode_example(jpeg: bytes, label: int) -> bytes:
     """A serialized ``tf.train.Example`` with ``image/encoded`` and ``image/class/label``."""
     image = _field(1, _field(1, jpeg))                    # Feature.bytes_list.value
-    label_feature = _field(3, _field(1, _varint(int(label))))  # Feature.int64_list.value (packed)
-    return _field(1, _feature_entry(IMAGE_KEY, image) + _feature_entry(LABEL_KEY, label_feature))
+    return _field(1, _feature_entry(IMAGE_KEY, image) + label_entry(label))
 
 
 def _read_varint(data, pos: int) -> tuple:
@@ -136,9 +140,41 @@ def _first(data, span: tuple, number: int):
     return next(value for field, value in _fields(data, span) if field == number)
 
 
-def locate_example(data, span: tuple) -> tuple:
+IMAGE_ENTRY_HEAD = b"\x0a\x0d" + IMAGE_KEY.encode() + b"\x12"  # an image entry's key, then its Feature
+
+
+def locate_written(data, span: tuple, labels: dict):
+    """(start, stop, label) of an Example laid out as :func:`encode_example` writes it (the image entry,
+    then the label entry, one of ``labels``: {:func:`label_entry` bytes: label}), read with a few varints
+    and one lookup; None for any other layout (which :func:`locate_example` then parses in full)."""
+    start, stop = span
+    if data[start] != 0x0A:
+        return None
+    size, pos = _read_varint(data, start + 1)
+    if pos + size != stop or data[pos] != 0x0A:
+        return None
+    size, pos = _read_varint(data, pos + 1)
+    entry_stop = pos + size
+    if data[pos:pos + len(IMAGE_ENTRY_HEAD)] != IMAGE_ENTRY_HEAD:
+        return None
+    _, pos = _read_varint(data, pos + len(IMAGE_ENTRY_HEAD))  # the Feature's length
+    if data[pos] != 0x0A:  # its bytes_list
+        return None
+    _, pos = _read_varint(data, pos + 1)  # the BytesList's length
+    if data[pos] != 0x0A:  # its first value
+        return None
+    size, pos = _read_varint(data, pos + 1)
+    label = labels.get(data[pos + size:stop]) if pos + size == entry_stop else None
+    return None if label is None else (pos, pos + size, label)
+
+
+def locate_example(data, span: tuple, labels: dict = None) -> tuple:
     """(start, stop, label) of the Example in ``data[span[0]:span[1]]``: the span of its JPEG bytes in
-    ``data`` and its label; ValueError if a key is missing or malformed."""
+    ``data`` and its label (``labels``: see :func:`locate_written`, tried first); ValueError if a key is
+    missing or malformed."""
+    written = locate_written(data, span, labels) if labels else None
+    if written is not None:
+        return written
     features = {}
     for entry in (value for field, value in _fields(data, _first(data, span, 1)) if field == 1):
         entry_fields = dict(_fields(data, entry))
@@ -283,11 +319,11 @@ class RecordReader(Reader):
     def record_plan(self, maps) -> RecordPlan:
         """The :class:`RecordPlan` of the split from its (memory map, index rows) per shard: every record's
         CRCs checked and its Example parsed."""
-        columns = [[], [], [], []]
+        columns, labels = [[], [], [], []], {label_entry(label): label for label in range(self.num_classes)}
         for shard, (mapped, rows) in enumerate(maps):
             for offset, length in rows.tolist():
                 try:
-                    start, stop, label = locate_example(mapped, record_span(mapped, offset, length))
+                    start, stop, label = locate_example(mapped, record_span(mapped, offset, length), labels)
                 except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
                     raise damaged(self.paths[shard], f"holds a corrupt record at byte {offset} (sample "
                                   f"{len(columns[0])}: {exc})") from exc
