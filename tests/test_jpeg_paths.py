@@ -22,10 +22,10 @@ SEED, BATCH = 5, 64
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """cifar10 at scale 0.005 (250 train, 50 val) as files-jpeg, files-bmp and tfrecord; read-only."""
+    """cifar10 at scale 0.005 (250 train, 50 val) as files-jpeg, files-bmp, files-png and tfrecord; read-only."""
     folder = tmp_path_factory.mktemp("jpeg_paths")
-    prepare("cifar10", scale=0.005, stores=["files-jpeg", "files-bmp", "tfrecord"], seed=0, data_dir=folder,
-            progress=False)
+    prepare("cifar10", scale=0.005, stores=["files-jpeg", "files-bmp", "files-png", "tfrecord"], seed=0,
+            data_dir=folder, progress=False)
     return folder
 
 
@@ -51,7 +51,8 @@ def sampler_order(count) -> np.ndarray:
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("loader, store, reference", [("tfrecord", "tfrecord", "files-jpeg"),
                                                       ("files", "files-jpeg", "files-jpeg"),
-                                                      ("files", "files-bmp", "files-bmp")])
+                                                      ("files", "files-bmp", "files-bmp"),
+                                                      ("files", "files-png", "files-png")])
 def test_the_fast_path_gives_pillows_pixels_of_the_same_bytes_in_the_samplers_order(data_dir, loader, store,
                                                                                     reference, num_workers):
     expected, labels = pillow_split(data_dir, reference)
@@ -159,3 +160,21 @@ def test_a_file_larger_than_the_first_read_is_read_whole_and_raises_the_read_siz
     path.write_bytes(data)
     size = ReadSize(4096)
     assert size.read(str(path)) == data and size.size >= len(data)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_the_opencv_png_decode_equals_pillow_for_rgb_and_refuses_other_pngs(mode):
+    from thesislib.kernels.imagefiles import opencv_png_into, unavailable_reason
+
+    if unavailable_reason("opencv-png"):
+        pytest.skip(unavailable_reason("opencv-png"))
+    pixels = np.random.default_rng(1).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    if mode != "RGB":
+        with pytest.raises(ValueError):
+            opencv_png_into(data, np.empty_like(expected))
+        return
+    np.testing.assert_array_equal(opencv_png_into(data, np.empty_like(expected)), expected)

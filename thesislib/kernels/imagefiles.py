@@ -13,6 +13,9 @@ the read and the decode release the GIL, so a few threads work on one batch at o
 * JPEG: libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
   (:mod:`thesislib.kernels.jpeg`); cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
   tensor per image), OpenCV (BGR, then a copy) and Pillow (a file object, an image object, a conversion).
+* PNG: OpenCV (``cv2.imdecode``, then ``cvtColor`` into the batch row; both release the GIL) where it is
+  installed, for the 8-bit RGB PNG the store writes: about twice as fast as Pillow per file, and lossless, so
+  the same pixels; any other PNG (palette, grey, alpha, 16-bit) goes to Pillow.
 * BMP: the uncompressed 24-bit BMP the store writes is a header and bottom-up BGR rows, so it is decoded by
   NumPy (one flipped, channel-reversed copy into the row) instead of Pillow's codec machinery; any other
   BMP variant (palette, 32-bit, compressed) is refused and decoded by Pillow.
@@ -65,6 +68,23 @@ def bmp_into(data: bytes, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def opencv_png_into(data, out: np.ndarray) -> np.ndarray:
+    """An 8-bit RGB PNG (IHDR colour type 2, bit depth 8) decoded by OpenCV into ``out``; ValueError for any
+    other PNG, a file that does not decode, or another size."""
+    import cv2
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x02":
+        raise ValueError("not an 8-bit RGB PNG")
+    width, height = struct.unpack_from(">II", data, 16)
+    if (height, width) != out.shape[:2]:
+        raise ValueError(f"image is {width}x{height}, expected {out.shape[1]}x{out.shape[0]}")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None or pixels.shape != out.shape:
+        raise ValueError("OpenCV could not decode the PNG")
+    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=out)
+    return out
+
+
 def torchvision_into(data: bytes, out: np.ndarray) -> np.ndarray:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -90,6 +110,8 @@ DECODERS = {
                       "Pillow, the reference decode"),
     "bmp": Decoder(bmp_into, ("bmp",), True, "NumPy on the uncompressed 24-bit BMP the store writes (a header "
                    "and bottom-up BGR rows): the same bytes as Pillow's; other BMP variants go to Pillow"),
+    "opencv-png": Decoder(opencv_png_into, ("png",), True, "OpenCV on the 8-bit RGB PNG the store writes "
+                          "(lossless: Pillow's pixels); other PNG variants go to Pillow", "cv2"),
     "simplejpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
                           "libjpeg-turbo through simplejpeg, accurate DCT and fancy upsampling (Pillow's "
                           "settings); exact where it links the same libjpeg-turbo as Pillow: checked by the "
