@@ -6,16 +6,18 @@ every codec of the image-file stores; the others one codec each, and the ``files
 exact one per codec (``thesislib.stores.imagefiles.exact_decoder``).
 
 What a file costs besides its decode is kept small: a file is read with one ``os.open``, ``os.read`` and
-``os.close`` (no Python file object, no buffering layer: those cost as much as decoding a small JPEG), and
-the read and the decode release the GIL, so a few threads work on one batch at once (how many:
-:func:`thesislib.kernels.jpeg.batch_threads`).
+``os.close`` (no Python file object, no buffering layer: for a small image those cost as much as its
+decode), and the reads and the JPEG and PNG decodes release the GIL, so a few threads work on one batch at
+once (how many: :func:`thesislib.kernels.jpeg.batch_threads`). The choices below were measured per file on
+the stores' images (``benchmarks/peers.py`` and the ``files`` rows; the figures live in its output).
 
 * JPEG: libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
   (:mod:`thesislib.kernels.jpeg`); cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
   tensor per image), OpenCV (BGR, then a copy) and Pillow (a file object, an image object, a conversion).
 * PNG: OpenCV (``cv2.imdecode``, then ``cvtColor`` into the batch row; both release the GIL) where it is
-  installed, for the 8-bit RGB PNG the store writes: about twice as fast as Pillow per file, and lossless, so
-  the same pixels; any other PNG (palette, grey, alpha, 16-bit) goes to Pillow.
+  installed, for the 8-bit RGB PNG the store writes: faster than Pillow per file (the same zlib inflate,
+  without Pillow's image objects and conversion), and lossless, so the same pixels; any other PNG (palette,
+  grey, alpha, 16-bit) goes to Pillow.
 * BMP: the uncompressed 24-bit BMP the store writes is a header and bottom-up BGR rows, so it is decoded by
   NumPy (one flipped, channel-reversed copy into the row) instead of Pillow's codec machinery; any other
   BMP variant (palette, 32-bit, compressed) is refused and decoded by Pillow.

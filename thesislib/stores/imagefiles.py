@@ -4,10 +4,10 @@ Like webdataset's decoders, the codecs are a table keyed by name; a failure name
 Class folders are named ``<label:03d>_<class>`` so that they sort in label order and
 ``torchvision.datasets.ImageFolder`` gives the stored labels (that is also how :func:`read_back` reads them).
 
-The ``files`` loader reads a batch in one call: the batch's files (in sorted index order) decoded by a few
-threads into one preallocated array (JPEG by ``simplejpeg`` with Pillow's pixels, the other codecs by
-Pillow; see :class:`FilesReader`). The file list comes from the store's ImageFolder layout, ordered by sample
-index.
+The ``files`` loader reads a batch in one call: the batch's files (in sorted index order) read and decoded
+by a few threads into one preallocated array, each codec by the fastest decoder that gives Pillow's pixels
+(see :class:`FilesReader` and :func:`exact_decoder`). The file list comes from the store's ImageFolder
+layout, ordered by sample index.
 """
 
 import hashlib
@@ -254,9 +254,9 @@ class FilesReader(Reader):
     Local stores: the batch's files read and decoded by a few threads at once into the batch buffer
     (:mod:`thesislib.kernels.imagefiles`: the reads and decodes release the GIL), each with the fastest
     decoder that gives Pillow's pixels (:func:`exact_decoder`: ``simplejpeg`` for JPEG, OpenCV for PNG,
-    NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its decoder refuses is
-    decoded again by Pillow, which names what is wrong. A store at a URL: the batch's files fetched
-    concurrently, then decoded by Pillow.
+    NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its
+    decoder refuses is decoded again by Pillow, which names what is wrong. A store at a URL: the batch's
+    files fetched concurrently, then decoded by Pillow.
     """
 
     def __init__(self, store, split, decoder: str = None):

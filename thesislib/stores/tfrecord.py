@@ -8,7 +8,9 @@ record. A record is ``[uint64 length][uint32 masked CRC-32C of length][data][uin
 ``image/encoded`` (the ``files-jpeg`` store's bytes) and ``image/class/label`` (int64).
 
 Writing and the random-access reader need no TensorFlow (the two protobuf messages are encoded and parsed
-here, the CRC is ``google-crc32c``); :func:`read_back` reads a split with TensorFlow's own tools,
+here, the CRC is ``google-crc32c``). The reader maps the shards, finds where each sample's JPEG lies once
+on open (:class:`RecordPlan`), and decodes a batch from the maps straight into the batch buffer on a few
+threads (:class:`RecordReader`); :func:`read_back` reads a split with TensorFlow's own tools,
 ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``, and is the only place here that imports it.
 """
 
