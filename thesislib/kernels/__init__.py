@@ -9,6 +9,8 @@ ring :mod:`~thesislib.kernels.prefetch` takes from :mod:`thesislib.stores.gather
   (stated lifetime) ahead of the consumer (the
   ``num_workers > 0`` path for readers that release the GIL);
 * :mod:`~thesislib.kernels.imagefiles`: decode a batch of image files in parallel into one buffer;
+* :mod:`~thesislib.kernels.jpeg`: decode a batch of JPEGs already in memory (slices of a mapped shard, file
+  contents) into the rows of one buffer, with Pillow's pixels, and how many threads split one batch;
 * :mod:`~thesislib.kernels.hdf5map`: a contiguous, unfiltered HDF5 dataset as a read-only memory map;
 * :mod:`~thesislib.kernels.zarrchunks`: a batch of single-sample Zarr v3 chunks fetched and decoded by
   threads.

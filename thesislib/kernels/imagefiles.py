@@ -1,19 +1,41 @@
 """Decode a batch of image files in parallel, straight into one preallocated (B, H, W, 3) uint8 buffer.
 
-Every decoder here releases the GIL while it decodes, so a few threads decode a batch at once. The table
-:data:`DECODERS` says which decoders give exactly Pillow's pixels (the store's reference decode) and which
-only approximate them; an approximate one is used only when asked for by name. Pillow decodes every codec
-of the image-file stores; the others decode JPEG only (pick them for ``files-jpeg``).
+The table :data:`DECODERS` says which decoders give exactly Pillow's pixels (the store's reference decode)
+and which only approximate them; an approximate one is used only when asked for by name. Pillow decodes
+every codec of the image-file stores; the others one codec each, and the ``files`` loader picks the fastest
+exact one per codec (``thesislib.stores.imagefiles.exact_decoder``).
+
+What a file costs besides its decode is kept small: a file is read with one ``os.open``, ``os.read`` and
+``os.close`` (no Python file object, no buffering layer: for a small image those cost as much as its
+decode), and the reads and the JPEG and PNG decodes release the GIL, so a few threads work on one batch at
+once (how many: :func:`thesislib.kernels.jpeg.batch_threads`). The choices below were measured per file on
+the stores' images (``benchmarks/peers.py`` and the ``files`` rows; the figures live in its output).
+
+* JPEG: libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
+  (:mod:`thesislib.kernels.jpeg`); cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
+  tensor per image), OpenCV (BGR, then a copy) and Pillow (a file object, an image object, a conversion).
+* PNG: OpenCV (``cv2.imdecode``, then ``cvtColor`` into the batch row; both release the GIL) where it is
+  installed, for the 8-bit RGB PNG the store writes: faster than Pillow per file (the same zlib inflate,
+  without Pillow's image objects and conversion), and lossless, so the same pixels; any other PNG (palette,
+  grey, alpha, 16-bit) goes to Pillow.
+* BMP: the uncompressed 24-bit BMP the store writes is a header and bottom-up BGR rows, so it is decoded by
+  NumPy (one flipped, channel-reversed copy into the row) instead of Pillow's codec machinery; any other
+  BMP variant (palette, 32-bit, compressed) is refused and decoded by Pillow.
 """
 
 import io
+import os
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from thesislib.errors import ThesisError
+from thesislib.kernels import jpeg
 from thesislib.kernels.parts import Parts
+
+READ_SIZE = 1 << 12  # bytes a file's first read asks for, at first (a larger file raises it: ReadSize)
 
 
 def pillow_into(data: bytes, out: np.ndarray) -> np.ndarray:
@@ -27,18 +49,42 @@ def pillow_into(data: bytes, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def simplejpeg_into(data: bytes, out: np.ndarray, fast: bool = False) -> np.ndarray:
-    import simplejpeg
-
-    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-    if (height, width) != out.shape[:2]:
-        raise ValueError(f"image is {width}x{height}, expected {out.shape[1]}x{out.shape[0]}")
-    simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast, buffer=out)
+def bmp_into(data: bytes, out: np.ndarray) -> np.ndarray:
+    """An uncompressed 24-bit BMP (``BM``, an info header of 40 bytes or more, 1 plane, no compression:
+    rows of B, G, R bytes padded to 4 bytes, bottom-up unless the height is negative) into ``out``;
+    ValueError for any other BMP, a truncated one or another size."""
+    if len(data) < 54 or data[:2] != b"BM":
+        raise ValueError("not a BMP file (no BM header)")
+    offset, header = struct.unpack_from("<II", data, 10)
+    width, height, planes, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    if header < 40 or planes != 1 or bits != 24 or compression != 0:
+        raise ValueError(f"a {bits}-bit BMP with compression {compression}, not an uncompressed 24-bit one")
+    if (abs(height), width) != out.shape[:2]:
+        raise ValueError(f"image is {width}x{abs(height)}, expected {out.shape[1]}x{out.shape[0]}")
+    stride = (3 * width + 3) & ~3
+    if len(data) < offset + stride * abs(height):
+        raise ValueError(f"truncated BMP ({len(data)} bytes, its header needs {offset + stride * abs(height)})")
+    rows = np.frombuffer(data, np.uint8, stride * abs(height), offset).reshape(abs(height), stride)
+    pixels = rows[:, :3 * width].reshape(abs(height), width, 3)
+    out[...] = (pixels[::-1] if height > 0 else pixels)[..., ::-1]
     return out
 
 
-def simplejpeg_fast_into(data: bytes, out: np.ndarray) -> np.ndarray:
-    return simplejpeg_into(data, out, fast=True)
+def opencv_png_into(data, out: np.ndarray) -> np.ndarray:
+    """An 8-bit RGB PNG (IHDR colour type 2, bit depth 8) decoded by OpenCV into ``out``; ValueError for any
+    other PNG, a file that does not decode, or another size."""
+    import cv2
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x02":
+        raise ValueError("not an 8-bit RGB PNG")
+    width, height = struct.unpack_from(">II", data, 16)
+    if (height, width) != out.shape[:2]:
+        raise ValueError(f"image is {width}x{height}, expected {out.shape[1]}x{out.shape[0]}")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None or pixels.shape != out.shape:
+        raise ValueError("OpenCV could not decode the PNG")
+    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=out)
+    return out
 
 
 def torchvision_into(data: bytes, out: np.ndarray) -> np.ndarray:
@@ -64,11 +110,15 @@ class Decoder:
 DECODERS = {
     "pillow": Decoder(pillow_into, ("jpeg", "png", "bmp", "tiff", "webp", "jp2"), True,
                       "Pillow, the reference decode"),
-    "simplejpeg": Decoder(simplejpeg_into, ("jpeg",), True,
+    "bmp": Decoder(bmp_into, ("bmp",), True, "NumPy on the uncompressed 24-bit BMP the store writes (a header "
+                   "and bottom-up BGR rows): the same bytes as Pillow's; other BMP variants go to Pillow"),
+    "opencv-png": Decoder(opencv_png_into, ("png",), True, "OpenCV on the 8-bit RGB PNG the store writes "
+                          "(lossless: Pillow's pixels); other PNG variants go to Pillow", "cv2"),
+    "simplejpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
                           "libjpeg-turbo through simplejpeg, accurate DCT and fancy upsampling (Pillow's "
                           "settings); exact where it links the same libjpeg-turbo as Pillow: checked by the "
                           "tests and the benchmark", "simplejpeg"),
-    "simplejpeg-fast": Decoder(simplejpeg_fast_into, ("jpeg",), False,
+    "simplejpeg-fast": Decoder(jpeg.decode_jpeg_fast_into, ("jpeg",), False,
                                "libjpeg-turbo through simplejpeg, fast integer DCT and plain upsampling "
                                "(FFCV-like): approximate", "simplejpeg"),
     "torchvision": Decoder(torchvision_into, ("jpeg",), True,
@@ -90,9 +140,35 @@ def unavailable_reason(name: str):
     return None
 
 
+class ReadSize:
+    """How many bytes a file's first ``os.read`` asks for: enough for the largest file read so far (``os.read``
+    allocates what it is asked for, so asking for far more than a small file holds costs as much as the
+    read; asking for less costs a second read)."""
+
+    def __init__(self, size: int = READ_SIZE):
+        self.size = size
+
+    def read(self, path) -> bytes:
+        """The bytes of the file at ``path`` (a str is fastest): ``os.open``, ``os.read`` (more than one only
+        for a file larger than any before), ``os.close``."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, self.size)
+            if len(data) < self.size:  # a regular file reads short only at its end
+                return data
+            parts = [data]
+            while part := os.read(fd, self.size):
+                parts.append(part)
+            data = b"".join(parts)
+            self.size = max(self.size, 2 * len(data))
+            return data
+        finally:
+            os.close(fd)
+
+
 def read_bytes(path) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
+    """The bytes of the file at ``path``."""
+    return ReadSize(1 << 16).read(path)
 
 
 class FileDecoder:
@@ -110,18 +186,30 @@ class FileDecoder:
         self.decoder = decoder
         self.parts = Parts(threads, "decode")
 
+        self.decode_into = DECODERS[decoder].decode_into
+        self.read_size = ReadSize()
+
     def decode_one(self, path, out: np.ndarray) -> None:
         try:
-            DECODERS[self.decoder].decode_into(read_bytes(path), out)
+            self.decode_into(self.read_size.read(path), out)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, RuntimeError) as exc:
             raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
                               "`python -m thesislib prepare` again") from exc
 
-    def decode_range(self, paths, out: np.ndarray) -> None:
+    def decode_range(self, paths, out: np.ndarray, on_error=None) -> None:
+        """Decode ``paths`` into the rows of ``out``; ``on_error(path, row)``, if given, is called for a file
+        that does not decode (it decodes the row another way or raises), else a ThesisError names it."""
         for path, row in zip(paths, out):
-            self.decode_one(path, row)
+            try:
+                self.decode_one(path, row)
+            except ThesisError:
+                if on_error is None:
+                    raise
+                on_error(path, row)
 
-    def __call__(self, paths: list, out: np.ndarray) -> np.ndarray:
-        """Decode ``paths`` into ``out`` (len(paths), H, W, 3), in order; contiguous parts per thread."""
-        self.parts.run(lambda a, b: self.decode_range(paths[a:b], out[a:b]), len(paths))
+    def __call__(self, paths: list, out: np.ndarray, on_error=None) -> np.ndarray:
+        """Decode ``paths`` into ``out`` (len(paths), H, W, 3), in order; contiguous parts per thread (see
+        :func:`thesislib.kernels.jpeg.batch_threads`)."""
+        self.parts.run(lambda a, b: self.decode_range(paths[a:b], out[a:b], on_error), len(paths),
+                       jpeg.batch_threads(self.parts.threads))
         return out

@@ -27,6 +27,7 @@ GPU when the split takes at most half of the free GPU memory, else ``"stream"``)
 """
 
 import importlib.util
+import os
 import warnings
 
 import numpy as np
@@ -34,6 +35,7 @@ import torch
 
 from thesislib.envinfo import wheel_name
 from thesislib.errors import ThesisError, choose
+from thesislib.kernels.imagefiles import ReadSize
 from thesislib.loaders.base import Loader
 from thesislib.stores import imagefiles
 
@@ -175,6 +177,7 @@ class DaliLoader(Loader):
         self._paths = self._labels = self._images = None
         self._pipe = self._iterator = self._resident = None
         self._finished = True
+        self._read_size = ReadSize()
 
     @classmethod
     def unavailable_reason(cls):
@@ -239,11 +242,13 @@ class DaliLoader(Loader):
 
     def _read_files(self, indices) -> tuple:
         """External-source batch: the encoded bytes of each file (checked: see SIGNATURES) and the labels."""
-        return [self._read_file(self._paths[i]) for i in indices], self._labels[indices]
+        return [self._read_file(self._paths[i]) for i in indices.tolist()], self._labels[indices]
 
     def _read_file(self, path) -> np.ndarray:
+        """One file's bytes, read with ``os.open``/``os.read`` (:class:`~thesislib.kernels.imagefiles.ReadSize`:
+        no Python file object per file)."""
         try:
-            data = path.read_bytes()
+            data = self._read_size.read(path)
         except OSError as exc:
             raise ThesisError(f"cannot read {path} ({exc}): delete {self.store.path} and run "
                               "`python -m thesislib prepare` again") from exc
@@ -308,7 +313,8 @@ class DaliLoader(Loader):
         if self._labels is not None:
             return
         if self.store.kind == "files":
-            self._paths, self._labels = imagefiles.list_files(self.store.path, self.split, self.store.classes)
+            paths, self._labels = imagefiles.list_files(self.store.path, self.split, self.store.classes)
+            self._paths = [os.fspath(path) for path in paths]  # a str is opened fastest
             return
         self._images, self._labels = self.store.format.mapped_split(self.store, self.split)
 

@@ -4,10 +4,10 @@ Like webdataset's decoders, the codecs are a table keyed by name; a failure name
 Class folders are named ``<label:03d>_<class>`` so that they sort in label order and
 ``torchvision.datasets.ImageFolder`` gives the stored labels (that is also how :func:`read_back` reads them).
 
-The ``files`` loader reads a batch in one call: the batch's files (in sorted index order) decoded by a few
-threads into one preallocated array (JPEG by ``simplejpeg`` with Pillow's pixels, the other codecs by
-Pillow; see :class:`FilesReader`). The file list comes from the store's ImageFolder layout, ordered by sample
-index.
+The ``files`` loader reads a batch in one call: the batch's files (in sorted index order) read and decoded
+by a few threads into one preallocated array, each codec by the fastest decoder that gives Pillow's pixels
+(see :class:`FilesReader` and :func:`exact_decoder`). The file list comes from the store's ImageFolder
+layout, ordered by sample index.
 """
 
 import hashlib
@@ -257,11 +257,12 @@ def decode_checked(path, shape, data: bytes = None) -> np.ndarray:
 class FilesReader(Reader):
     """Batches of a split of an image-file store, decoded into one batch buffer.
 
-    Local stores: the batch's files decoded by a few threads at once (:mod:`thesislib.kernels.imagefiles`:
-    every decoder there releases the GIL), JPEG by libjpeg-turbo through ``simplejpeg`` with Pillow's
-    settings (accurate DCT, fancy upsampling: Pillow's pixels, checked by the tests), every other codec by
-    Pillow. A file that its decoder refuses is decoded again by Pillow, which names what is wrong. A store
-    at a URL: the batch's files fetched concurrently, then decoded by Pillow.
+    Local stores: the batch's files read and decoded by a few threads at once into the batch buffer
+    (:mod:`thesislib.kernels.imagefiles`: the reads and decodes release the GIL), each with the fastest
+    decoder that gives Pillow's pixels (:func:`exact_decoder`: ``simplejpeg`` for JPEG, OpenCV for PNG,
+    NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its
+    decoder refuses is decoded again by Pillow, which names what is wrong. A store at a URL: the batch's
+    files fetched concurrently, then decoded by Pillow.
     """
 
     def __init__(self, store, split, decoder: str = None):
@@ -275,24 +276,21 @@ class FilesReader(Reader):
         self.decode = FileDecoder(decoder or exact_decoder(store.spec.codec))
 
     def open(self):
-        return self.paths
+        return self.paths if self.remote else [os.fspath(path) for path in self.paths]  # str: opened fastest
 
     def read_from(self, handle, indices, out=None):
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
-        paths = [handle[index] for index in indices]
+        paths = [handle[index] for index in indices.tolist()]
         if self.remote:
             for row, (path, data) in enumerate(zip(paths, remote.read_many(paths))):  # one concurrent fetch
                 images[row] = decode_checked(path, self.shape[1:], data)
         else:
-            self.decode.parts.run(lambda a, b: self.decode_range(paths[a:b], images[a:b]), len(paths))
+            self.decode(paths, images, self.decode_slowly)
         return images, self.labels[indices]
 
-    def decode_range(self, paths, out) -> None:
-        for path, row in zip(paths, out):
-            try:
-                self.decode.decode_one(path, row)
-            except ThesisError:
-                row[...] = decode_checked(path, self.shape[1:])  # Pillow names the problem in the store's words
+    def decode_slowly(self, path, row) -> None:
+        """Pillow decodes a file the fast decoder refused, and names the problem in the store's words."""
+        row[...] = decode_checked(path, self.shape[1:])
 
     def reads_in_threads(self) -> bool:
         return not self.remote  # the decoders release the GIL; fetches from a URL go through processes
@@ -303,10 +301,12 @@ class FilesReader(Reader):
 
 def exact_decoder(codec: str) -> str:
     """The fastest decoder of :data:`thesislib.kernels.imagefiles.DECODERS` that gives Pillow's pixels for
-    ``codec``: ``simplejpeg`` for JPEG where it is installed, else Pillow."""
+    ``codec``: ``simplejpeg`` for JPEG and OpenCV (``opencv-png``) for PNG where they are installed, NumPy
+    (``bmp``) for BMP, else Pillow."""
     from thesislib.kernels.imagefiles import unavailable_reason
 
-    return "simplejpeg" if codec == "jpeg" and unavailable_reason("simplejpeg") is None else "pillow"
+    fastest = {"jpeg": "simplejpeg", "png": "opencv-png", "bmp": "bmp"}.get(codec, "pillow")
+    return fastest if unavailable_reason(fastest) is None else "pillow"
 
 
 def reader(store, split: str) -> FilesReader:

@@ -12,6 +12,12 @@ This is the layout of the LMDB datasets of Caffe and of many PyTorch training re
 one read transaction that looks up its sorted keys and copies each value into the batch array; the
 environment is opened read-only without locking (a finished store is never written) and without OS
 read-ahead (a shuffled batch touches scattered pages), lazily in the process that reads.
+
+``num_workers`` threads, not worker processes, read batches ahead (:meth:`LmdbReader.reads_in_threads`):
+a read-only environment opened without locking serves one read transaction per batch from any thread, a
+lookup and a copy of a few kilobytes cost less than passing the batch back from a worker process, and the
+batch lands in the loader's reused buffer. (Worker processes would also have to open the environment
+anew after the fork: LMDB refuses an environment that the parent process holds open.)
 """
 
 import json
@@ -140,11 +146,11 @@ class LmdbReader(Reader):
             env.close()
             raise
 
-    def read_from(self, handle, indices):
+    def read_from(self, handle, indices, out=None):
         import lmdb
 
         env, labels = handle
-        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
         flat = images.reshape(len(indices), -1)
         try:
             with env.begin(buffers=True) as txn:
@@ -160,6 +166,9 @@ class LmdbReader(Reader):
     def bad_value(self, value, index):
         what = "lacks" if value is None else f"has {len(value)} bytes, not {self.sample_bytes}, for"
         return damaged(self.folder / "data.mdb", f"{what} sample {index} (key {key(index).hex()})")
+
+    def reads_in_threads(self) -> bool:
+        return True  # see the module docstring
 
     def close_handle(self, handle) -> None:
         handle[0].close()

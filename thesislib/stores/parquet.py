@@ -8,14 +8,19 @@ images and names the labels. Row groups hold :data:`ROW_GROUP` rows; columns are
 (PNG already is).
 
 Random access, as a map-style dataset over Parquet must do it: a batch reads the row groups that hold its
-samples (``ParquetFile.read_row_groups``, the image column only) and decodes the batch's PNGs with Pillow;
-nothing is kept from one batch to the next but the open file and the labels (read once on open). With
-shuffled batches nearly every sample needs its own row group, so a batch reads many rows it does not use:
-that cost is the format's, and the benchmark shows it.
+samples (``ParquetFile.read_row_groups``, the image column only), and its PNGs are decoded into the batch
+buffer by a few threads (:mod:`thesislib.kernels.imagefiles`: OpenCV for the 8-bit RGB PNG the store writes
+where it is installed, else Pillow; lossless, so Pillow's pixels). With shuffled batches nearly every
+sample needs its own row group, so the first batches read most of the file for a few rows each: that cost
+is the format's. The row groups read are kept, up to :data:`CACHE_BYTES` of PNG bytes per reader (the oldest
+dropped first), as a database keeps the pages it read, so later batches read only the groups not yet kept;
+the labels are read once on open.
 """
 
 import io
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,7 @@ LOADER = "parquet"
 READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 ROW_GROUP = 1000
 ENCODE_CHUNK = 250  # images per task handed to an encoding process
+CACHE_BYTES = 1 << 30  # PNG bytes of the row groups a reader keeps
 
 
 def file_of(store_dir, split: str):
@@ -124,37 +130,81 @@ def decode_png(data, path, index, shape) -> np.ndarray:
     return pixels
 
 
+class RowGroups:
+    """The PNG bytes of the row groups read so far, up to ``limit`` bytes (the oldest group dropped first);
+    one lock, so that threads reading batches at once read each group once."""
+
+    def __init__(self, limit: int = CACHE_BYTES):
+        self.groups, self.bytes, self.limit = OrderedDict(), 0, limit
+        self.lock = threading.Lock()
+
+    def values(self, file, path, needed: list) -> dict:
+        """{row group: list of its PNG bytes} of the ``needed`` groups, reading those not kept."""
+        with self.lock:
+            missing = [group for group in needed if group not in self.groups]
+            if missing:
+                self.groups.update(read_pngs(file, path, missing))
+                self.bytes += sum(len(png) for group in missing for png in self.groups[group])
+            found = {group: self.groups[group] for group in needed}
+            while self.bytes > self.limit and len(self.groups) > len(needed):
+                _, dropped = self.groups.popitem(last=False)
+                self.bytes -= sum(map(len, dropped))
+            return found
+
+
+def read_pngs(file, path, groups: list) -> dict:
+    """{row group: list of the PNG bytes of its rows} of ``groups``, read in one call."""
+    try:
+        table = file.read_row_groups(groups, columns=["image"], use_threads=False)
+        pngs = table.column("image").combine_chunks().field("bytes").to_pylist()
+    except unreadable() as exc:
+        raise damaged(path, f"has row groups that cannot be read ({exc})") from exc
+    sizes = [file.metadata.row_group(group).num_rows for group in groups]
+    starts = np.cumsum([0, *sizes]).tolist()
+    return {group: pngs[starts[i]:starts[i + 1]] for i, group in enumerate(groups)}
+
+
 class ParquetReader(Reader):
-    """Batches of a split: the row groups holding the batch's samples read, their PNGs decoded."""
+    """Batches of a split: the row groups holding the batch's samples read (or found kept), their PNGs
+    decoded into the batch buffer by a few threads."""
 
     def __init__(self, store, split):
+        from thesislib.kernels.imagefiles import FileDecoder
+        from thesislib.stores.imagefiles import exact_decoder
+
         super().__init__(store, split)
         self.file = file_of(store.path, split)
+        self.decode = FileDecoder(exact_decoder("png"))
 
     def open(self):
         file, starts, labels = open_split(self.file, self.shape[0])
         try:
-            return file, starts, self.checked_labels(self.file, labels)
+            return file, starts, self.checked_labels(self.file, labels), RowGroups()
         except BaseException:
             file.close()
             raise
 
-    def read_from(self, handle, indices):
-        file, starts, labels = handle
+    def read_from(self, handle, indices, out=None):
+        from thesislib.kernels.jpeg import batch_threads
+
+        file, starts, labels, kept = handle
         groups = np.searchsorted(starts, indices, side="right") - 1
-        needed = np.unique(groups)
-        try:
-            table = file.read_row_groups(needed.tolist(), columns=["image"], use_threads=False)
-            column = table.column("image").combine_chunks().field("bytes")
-        except unreadable() as exc:
-            raise damaged(self.file, f"has row groups that cannot be read ({exc})") from exc
-        sizes = np.diff(np.append(starts, self.shape[0]))[needed]
-        first = np.cumsum([0, *sizes])[:-1]  # row of each needed group in ``table``
-        rows = first[np.searchsorted(needed, groups)] + indices - starts[groups]
-        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
-        for out, (row, index) in enumerate(zip(rows.tolist(), indices.tolist())):
-            images[out] = decode_png(column[row].as_py(), self.file, index, self.shape[1:])
+        values = kept.values(file, self.file, np.unique(groups).tolist())
+        pngs = [values[group][row] for group, row in zip(groups.tolist(), (indices - starts[groups]).tolist())]
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
+        self.decode.parts.run(lambda a, b: self.decode_rows(pngs, images, indices, a, b), len(indices),
+                              batch_threads(self.decode.parts.threads))
         return images, labels[indices]
+
+    def decode_rows(self, pngs, images, indices, start: int, stop: int) -> None:
+        for row in range(start, stop):
+            try:
+                self.decode.decode_into(pngs[row], images[row])
+            except (ValueError, OSError):
+                images[row] = decode_png(pngs[row], self.file, int(indices[row]), self.shape[1:])
+
+    def reads_in_threads(self) -> bool:
+        return not remote.is_url(self.file)  # the decodes release the GIL; a URL's file object is not shared
 
     def close_handle(self, handle) -> None:
         handle[0].close()

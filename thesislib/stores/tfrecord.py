@@ -8,14 +8,18 @@ record. A record is ``[uint64 length][uint32 masked CRC-32C of length][data][uin
 ``image/encoded`` (the ``files-jpeg`` store's bytes) and ``image/class/label`` (int64).
 
 Writing and the random-access reader need no TensorFlow (the two protobuf messages are encoded and parsed
-here, the CRC is ``google-crc32c``); :func:`read_back` reads a split with TensorFlow's own tools,
+here, the CRC is ``google-crc32c``). The reader maps the shards, finds where each sample's JPEG lies once
+on open (:class:`RecordPlan`), and decodes a batch from the maps straight into the batch buffer on a few
+threads (:class:`RecordReader`); :func:`read_back` reads a split with TensorFlow's own tools,
 ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``, and is the only place here that imports it.
 """
 
 import importlib
 import io
+import mmap
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import google_crc32c
@@ -55,17 +59,24 @@ def frame(data: bytes) -> bytes:
     return b"".join([length, struct.pack("<I", masked_crc(length)), data, struct.pack("<I", masked_crc(data))])
 
 
-def unframe(record: bytes) -> bytes:
+def unframe(record) -> bytes:
     """The data of one whole record; ValueError if it is short or a checksum fails."""
-    if len(record) < 16:
-        raise ValueError(f"{len(record)} bytes, a record has at least 16")
-    (length,), (length_crc,) = struct.unpack_from("<Q", record), struct.unpack_from("<I", record, 8)
-    if masked_crc(record[:8]) != length_crc or 16 + length != len(record):
+    start, stop = record_span(record, 0, len(record))
+    return bytes(record[start:stop])
+
+
+def record_span(data, offset: int, length: int) -> tuple:
+    """(start, stop) of the data of the record of ``length`` bytes at ``offset`` of ``data`` (a shard's
+    bytes or memory map), both CRCs checked; ValueError if it is short or a checksum fails."""
+    if length < 16:
+        raise ValueError(f"{length} bytes, a record has at least 16")
+    (size,), (size_crc,) = struct.unpack_from("<Q", data, offset), struct.unpack_from("<I", data, offset + 8)
+    if masked_crc(data[offset:offset + 8]) != size_crc or 16 + size != length:
         raise ValueError("its length field is damaged or the record is truncated")
-    data = record[12:12 + length]
-    if masked_crc(data) != struct.unpack_from("<I", record, 12 + length)[0]:
+    start = offset + 12
+    if masked_crc(data[start:start + size]) != struct.unpack_from("<I", data, start + size)[0]:
         raise ValueError("its data fails the CRC-32C check")
-    return data
+    return start, start + size
 
 
 # -- tf.train.Example, the two fields used (protobuf wire format) ------------------------------------------
@@ -88,14 +99,18 @@ def _feature_entry(key: str, feature: bytes) -> bytes:
     return _field(1, _field(1, key.encode()) + _field(2, feature))  # Features.feature map entry
 
 
+def label_entry(label: int) -> bytes:
+    """The Features map entry of ``image/class/label``: Feature.int64_list.value, packed."""
+    return _feature_entry(LABEL_KEY, _field(3, _field(1, _varint(int(label)))))
+
+
 def encode_example(jpeg: bytes, label: int) -> bytes:
     """A serialized ``tf.train.Example`` with ``image/encoded`` and ``image/class/label``."""
     image = _field(1, _field(1, jpeg))                    # Feature.bytes_list.value
-    label_feature = _field(3, _field(1, _varint(int(label))))  # Feature.int64_list.value (packed)
-    return _field(1, _feature_entry(IMAGE_KEY, image) + _feature_entry(LABEL_KEY, label_feature))
+    return _field(1, _feature_entry(IMAGE_KEY, image) + label_entry(label))
 
 
-def _read_varint(data: bytes, pos: int) -> tuple:
+def _read_varint(data, pos: int) -> tuple:
     value = shift = 0
     while True:
         byte = data[pos]
@@ -104,39 +119,82 @@ def _read_varint(data: bytes, pos: int) -> tuple:
             return value, pos
 
 
-def _fields(data: bytes):
-    """Yield ``(field number, payload)`` of a protobuf message (varint and length-delimited fields)."""
-    pos = 0
-    while pos < len(data):
+def _fields(data, span: tuple):
+    """Yield ``(field number, value)`` of the protobuf message in ``data[start:stop]`` (``span``): a varint
+    field's value, or the (start, stop) span of a length-delimited field's payload (positions in ``data``,
+    so a memory-mapped shard is parsed where it lies)."""
+    pos, stop = span
+    while pos < stop:
         key, pos = _read_varint(data, pos)
         if key & 7 == 0:
             value, pos = _read_varint(data, pos)
         elif key & 7 == 2:
             length, pos = _read_varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            value, pos = (pos, pos + length), pos + length
         else:
             raise ValueError(f"unexpected protobuf wire type {key & 7}")
+        if pos > stop:
+            raise ValueError("a protobuf field runs past its message")
         yield key >> 3, value
 
 
-def _first(data: bytes, number: int):
-    return next(value for field, value in _fields(data) if field == number)
+def _first(data, span: tuple, number: int):
+    return next(value for field, value in _fields(data, span) if field == number)
+
+
+IMAGE_ENTRY_HEAD = b"\x0a\x0d" + IMAGE_KEY.encode() + b"\x12"  # an image entry's key, then its Feature
+
+
+def locate_written(data, span: tuple, labels: dict):
+    """(start, stop, label) of an Example laid out as :func:`encode_example` writes it (the image entry,
+    then the label entry, one of ``labels``: {:func:`label_entry` bytes: label}), read with a few varints
+    and one lookup; None for any other layout (which :func:`locate_example` then parses in full)."""
+    start, stop = span
+    if data[start] != 0x0A:
+        return None
+    size, pos = _read_varint(data, start + 1)
+    if pos + size != stop or data[pos] != 0x0A:
+        return None
+    size, pos = _read_varint(data, pos + 1)
+    entry_stop = pos + size
+    if data[pos:pos + len(IMAGE_ENTRY_HEAD)] != IMAGE_ENTRY_HEAD:
+        return None
+    _, pos = _read_varint(data, pos + len(IMAGE_ENTRY_HEAD))  # the Feature's length
+    if data[pos] != 0x0A:  # its bytes_list
+        return None
+    _, pos = _read_varint(data, pos + 1)  # the BytesList's length
+    if data[pos] != 0x0A:  # its first value
+        return None
+    size, pos = _read_varint(data, pos + 1)
+    label = labels.get(data[pos + size:stop]) if pos + size == entry_stop else None
+    return None if label is None else (pos, pos + size, label)
+
+
+def locate_example(data, span: tuple, labels: dict = None) -> tuple:
+    """(start, stop, label) of the Example in ``data[span[0]:span[1]]``: the span of its JPEG bytes in
+    ``data`` and its label (``labels``: see :func:`locate_written`, tried first); ValueError if a key is
+    missing or malformed."""
+    written = locate_written(data, span, labels) if labels else None
+    if written is not None:
+        return written
+    features = {}
+    for entry in (value for field, value in _fields(data, _first(data, span, 1)) if field == 1):
+        entry_fields = dict(_fields(data, entry))
+        key = entry_fields[1]
+        features[bytes(data[key[0]:key[1]]).decode()] = entry_fields[2]
+    try:
+        jpeg = _first(data, _first(data, features[IMAGE_KEY], 1), 1)
+        packed = _first(data, _first(data, features[LABEL_KEY], 3), 1)
+        label = packed if isinstance(packed, int) else _read_varint(data, packed[0])[0]
+        return jpeg[0], jpeg[1], label
+    except (KeyError, StopIteration, IndexError, TypeError) as exc:
+        raise ValueError(f"the Example lacks {IMAGE_KEY} or {LABEL_KEY}") from exc
 
 
 def parse_example(data: bytes) -> tuple:
     """(JPEG bytes, label) of a serialized Example; ValueError if a key is missing or malformed."""
-    features = {}
-    for entry in (value for field, value in _fields(_first(data, 1)) if field == 1):
-        entry_fields = dict(_fields(entry))
-        features[bytes(entry_fields[1]).decode()] = entry_fields[2]
-    try:
-        jpeg = _first(_first(features[IMAGE_KEY], 1), 1)
-        labels = _first(features[LABEL_KEY], 3)
-        packed = _first(labels, 1)
-        label = packed if isinstance(packed, int) else _read_varint(packed, 0)[0]
-    except (KeyError, StopIteration, IndexError) as exc:
-        raise ValueError(f"the Example lacks {IMAGE_KEY} or {LABEL_KEY}") from exc
-    return bytes(jpeg), label
+    start, stop, label = locate_example(data, (0, len(data)))
+    return bytes(data[start:stop]), label
 
 
 # -- writing -----------------------------------------------------------------------------------------------
@@ -204,56 +262,100 @@ def read_index(path, expected: int) -> np.ndarray:
 
 
 def open_shard(path, index, expected: int) -> tuple:
-    """(file descriptor, index rows) of one shard, checked: its index lists ``expected`` records and the
-    file is as long as the index says."""
+    """(memory map, index rows) of one shard, checked: its index lists ``expected`` records and the file
+    is as long as the index says."""
     rows = read_index(index, expected)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size != rows[-1].sum():
+                raise damaged(path, f"is {size} bytes, its index says {rows[-1].sum()} (truncated?)")
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), rows
     except OSError as exc:
         raise damaged(path, f"cannot be opened ({exc.strerror})") from exc
-    if os.fstat(fd).st_size != rows[-1].sum():
-        os.close(fd)
-        raise damaged(path, f"is {os.path.getsize(path)} bytes, its index says {rows[-1].sum()} (truncated?)")
-    return fd, rows
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """Where each sample's JPEG bytes lie, from one pass over the records (CRCs checked): its shard, the
+    span of its bytes in that shard, and its label."""
+    shard: np.ndarray   # (N,) int64
+    start: np.ndarray   # (N,) int64: first byte of the JPEG in its shard
+    stop: np.ndarray    # (N,) int64
+    labels: np.ndarray  # (N,) int64
 
 
 class RecordReader(Reader):
-    """Random access to a split's records by sample index, through the offset indexes: one ``pread`` per
-    record (the batch's sorted indices walk each shard forward), both CRCs checked, the JPEG decoded by
-    Pillow as ``files`` decodes ``files-jpeg``."""
+    """Random access to a split's records by sample index: the shards memory-mapped, each sample's JPEG
+    sliced out of its record where it lies, and decoded straight into the batch buffer by a few threads
+    (:mod:`thesislib.kernels.jpeg`: libjpeg-turbo with Pillow's settings, so the pixels are those of
+    ``files`` on ``files-jpeg``; a JPEG it refuses is decoded by Pillow, which names what is wrong).
+
+    Where each JPEG lies comes from one pass over every record when the reader is first opened (both CRCs
+    of each record checked, its Example parsed; :class:`RecordPlan`), the way FFCV reads its table of
+    sample offsets on open: a batch then costs no parsing, only the decodes. The plan is kept across
+    :meth:`close` (a finished store does not change)."""
 
     def __init__(self, store, split):
+        from thesislib.kernels.parts import Parts
+
         super().__init__(store, split)
         self.paths = split_shards(store, split)
         self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
+        self.plan = None
+        self.parts = Parts(None, "tfrecord")  # the decode threads (made lazily, in the reading process)
 
     def open(self):
         sizes = np.diff(self.starts)
-        return [open_shard(path, index_path(self.path, self.split, shard), sizes[shard])
-                for shard, path in enumerate(self.paths)]
+        maps = []
+        try:
+            for shard, path in enumerate(self.paths):
+                maps.append(open_shard(path, index_path(self.path, self.split, shard), sizes[shard]))
+            if self.plan is None:
+                self.plan = self.record_plan(maps)
+        except BaseException:
+            self.close_handle([mapped for mapped, _ in maps])
+            raise
+        return [mapped for mapped, _ in maps]
+
+    def record_plan(self, maps) -> RecordPlan:
+        """The :class:`RecordPlan` of the split from its (memory map, index rows) per shard: every record's
+        CRCs checked and its Example parsed."""
+        columns, labels = [[], [], [], []], {label_entry(label): label for label in range(self.num_classes)}
+        for shard, (mapped, rows) in enumerate(maps):
+            for offset, length in rows.tolist():
+                try:
+                    start, stop, label = locate_example(mapped, record_span(mapped, offset, length), labels)
+                except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
+                    raise damaged(self.paths[shard], f"holds a corrupt record at byte {offset} (sample "
+                                  f"{len(columns[0])}: {exc})") from exc
+                for column, value in zip(columns, (shard, start, stop, label)):
+                    column.append(value)
+        shard, start, stop, labels = (np.array(column, dtype=np.int64) for column in columns)
+        return RecordPlan(shard, start, stop, self.checked_labels(self.path, labels))
 
     def close_handle(self, handle) -> None:
-        for fd, _ in handle:
-            os.close(fd)
+        for mapped in handle:
+            mapped.close()
 
-    def record(self, handle, index: int) -> tuple:
-        """(JPEG bytes, label) of sample ``index``."""
-        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
-        fd, rows = handle[shard]
-        offset, length = rows[index - self.starts[shard]]
-        try:
-            return parse_example(unframe(os.pread(fd, int(length), int(offset))))
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
-            raise damaged(self.paths[shard], f"holds a corrupt record at byte {offset} (sample {index}: {exc})"
-                          ) from exc
+    def read_from(self, handle, indices, out=None) -> tuple:
+        from thesislib.kernels.jpeg import decode_batch
 
-    def read_from(self, handle, indices) -> tuple:
-        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
-        labels = np.empty(len(indices), dtype=np.int64)
-        for row, index in enumerate(indices):
-            jpeg, labels[row] = self.record(handle, int(index))
-            images[row] = self.checked(decode_jpeg(jpeg, f"sample {index} of {self.path}"), index)
-        return images, self.checked_labels(self.path, labels)  # labels live in the records: checked per batch
+        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
+        plan = self.plan
+        datas = [handle[shard][start:stop] for shard, start, stop in
+                 zip(plan.shard[indices].tolist(), plan.start[indices].tolist(), plan.stop[indices].tolist())]
+
+        def decode_slowly(row, exc) -> None:
+            index = int(indices[row])
+            where = f"sample {index} of {self.path}"
+            images[row] = self.checked(decode_jpeg(bytes(datas[row]), where), index)
+
+        decode_batch(self.parts, datas, images, decode_slowly)
+        return images, plan.labels[indices]
+
+    def reads_in_threads(self) -> bool:
+        return True  # the decodes release the GIL: num_workers threads share the memory maps
 
     def checked(self, image, index) -> np.ndarray:
         if image.shape != self.shape[1:]:

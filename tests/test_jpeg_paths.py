@@ -1,0 +1,180 @@
+"""The fast image paths give the reference decode's pixels in the sampler's order: ``tfrecord`` (memory-mapped
+shards, a record plan, simplejpeg into the batch) and ``files`` (os-level reads, simplejpeg for JPEG, NumPy for
+BMP), against Pillow decoding the same bytes; the decoders' edge cases fall back to Pillow."""
+
+import io
+import struct
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thesislib.kernels import jpeg
+from thesislib.kernels.imagefiles import ReadSize, bmp_into
+from thesislib.loaders import make_loader
+from thesislib.loaders.sampler import epoch_batches
+from thesislib.prepare import prepare
+from thesislib.stores import imagefiles, open_store, tfrecord
+
+SEED, BATCH = 5, 64
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """cifar10 at scale 0.005 (250 train, 50 val) as files-jpeg, files-bmp, files-png and tfrecord; read-only."""
+    folder = tmp_path_factory.mktemp("jpeg_paths")
+    prepare("cifar10", scale=0.005, stores=["files-jpeg", "files-bmp", "files-png", "tfrecord"], seed=0,
+            data_dir=folder, progress=False)
+    return folder
+
+
+def pillow_split(data_dir, store):
+    """(every train image decoded by Pillow, labels) of an image-file store, in index order."""
+    paths, labels = imagefiles.list_files(open_store(data_dir, "cifar10", store).path, "train")
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths]), labels
+
+
+def epoch(data_dir, loader, store, num_workers) -> tuple:
+    """(images, labels) of epoch 1, each batch copied (batches live in reused buffers)."""
+    with make_loader(loader, open_store(data_dir, "cifar10", store), "train", batch_size=BATCH, seed=SEED,
+                     num_workers=num_workers) as reader:
+        reader.set_epoch(1)
+        batches = [(images.numpy().copy(), labels.numpy().copy()) for images, labels in reader]
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def sampler_order(count) -> np.ndarray:
+    return np.concatenate(epoch_batches(count, BATCH, SEED, 1))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("loader, store, reference", [("tfrecord", "tfrecord", "files-jpeg"),
+                                                      ("files", "files-jpeg", "files-jpeg"),
+                                                      ("files", "files-bmp", "files-bmp"),
+                                                      ("files", "files-png", "files-png")])
+def test_the_fast_path_gives_pillows_pixels_of_the_same_bytes_in_the_samplers_order(data_dir, loader, store,
+                                                                                    reference, num_workers):
+    expected, labels = pillow_split(data_dir, reference)
+    images, got_labels = epoch(data_dir, loader, store, num_workers)
+    order = sampler_order(len(labels))
+    np.testing.assert_array_equal(got_labels, labels[order])
+    np.testing.assert_array_equal(images, expected[order])
+
+
+def test_the_files_loader_decodes_jpeg_with_simplejpeg_and_bmp_with_numpy(data_dir):
+    assert open_store(data_dir, "cifar10", "files-jpeg").reader("train").decode.decoder == "simplejpeg"
+    assert open_store(data_dir, "cifar10", "files-bmp").reader("train").decode.decoder == "bmp"
+
+
+@pytest.mark.parametrize("size", [(32, 32), (33, 17)])
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:2", "4:2:0"])
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_the_exact_jpeg_decode_equals_pillow_for_every_layout_pillow_writes(size, subsampling, progressive, mode):
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, subsampling=subsampling, progressive=progressive)
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(jpeg.decode_jpeg_into(data, np.empty_like(expected)), expected)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3), (64, 64, 3)])
+def test_the_exact_jpeg_decode_refuses_an_image_of_another_size(shape):
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, format="JPEG")
+    with pytest.raises(ValueError):
+        jpeg.decode_jpeg_into(buffer.getvalue(), np.empty(shape, np.uint8))
+
+
+def bmp_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
+def top_down(data: bytes) -> bytes:
+    """The same 24-bit BMP stored top-down (negative height, rows in reverse order)."""
+    offset = struct.unpack_from("<I", data, 10)[0]
+    width, height = struct.unpack_from("<ii", data, 18)
+    stride = (3 * width + 3) & ~3
+    rows = [data[offset + r * stride:offset + (r + 1) * stride] for r in range(height)]
+    header = bytearray(data[:offset])
+    struct.pack_into("<i", header, 22, -height)
+    return bytes(header) + b"".join(reversed(rows))
+
+
+def test_the_numpy_bmp_decode_equals_pillow_bottom_up_and_top_down_and_with_row_padding():
+    rng = np.random.default_rng(0)
+    for width in (32, 33):  # 33 * 3 bytes: rows padded to 4 bytes
+        pixels = rng.integers(0, 256, (7, width, 3), dtype=np.uint8)
+        for data in (bmp_bytes(Image.fromarray(pixels)), top_down(bmp_bytes(Image.fromarray(pixels)))):
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), pixels)
+            np.testing.assert_array_equal(bmp_into(data, np.empty_like(pixels)), pixels)
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "L"])
+def test_other_bmp_variants_are_refused_by_numpy_and_read_by_pillow_in_the_loader(data_dir, tmp_path, mode):
+    import shutil
+
+    shutil.copytree(data_dir / "cifar10" / "files-bmp", tmp_path / "cifar10" / "files-bmp")
+    store = open_store(tmp_path, "cifar10", "files-bmp")
+    path = imagefiles.list_files(store.path, "train")[0][7]
+    Image.open(path).convert(mode).save(path, format="BMP")
+    with pytest.raises(ValueError):
+        bmp_into(path.read_bytes(), np.empty((32, 32, 3), np.uint8))
+    images, _ = store.reader("train").read(np.array([6, 7, 8]))
+    np.testing.assert_array_equal(images[1], np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_the_record_plans_fast_path_agrees_with_the_full_parse_and_other_layouts_are_parsed_in_full(data_dir):
+    store = open_store(data_dir, "cifar10", "tfrecord")
+    labels = {tfrecord.label_entry(label): label for label in range(10)}
+    mapped, rows = tfrecord.open_shard(tfrecord.shard_path(store.path, "train", 0),
+                                       tfrecord.index_path(store.path, "train", 0), 16)
+    with mapped:
+        for offset, length in rows.tolist():
+            span = tfrecord.record_span(mapped, offset, length)
+            assert tfrecord.locate_written(mapped, span, labels) == tfrecord.locate_example(mapped, span)
+    jpeg_data = b"\xff\xd8 not a real jpeg"
+    reordered = tfrecord._field(1, tfrecord.label_entry(7) + tfrecord._feature_entry(
+        tfrecord.IMAGE_KEY, tfrecord._field(1, tfrecord._field(1, jpeg_data))))  # the label entry first
+    assert tfrecord.locate_written(reordered, (0, len(reordered)), labels) is None
+    start, stop, label = tfrecord.locate_example(reordered, (0, len(reordered)), labels)
+    assert (reordered[start:stop], label) == (jpeg_data, 7)
+
+
+def test_a_batch_is_split_over_the_cores_only_when_read_in_the_main_thread():
+    found = []
+    thread = threading.Thread(target=lambda: found.append(jpeg.batch_threads(4)))
+    thread.start()
+    thread.join()
+    assert found == [1] and 1 <= jpeg.batch_threads(4) <= 4
+
+
+def test_a_file_larger_than_the_first_read_is_read_whole_and_raises_the_read_size(tmp_path):
+    path = tmp_path / "big.bin"
+    data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    size = ReadSize(4096)
+    assert size.read(str(path)) == data and size.size >= len(data)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_the_opencv_png_decode_equals_pillow_for_rgb_and_refuses_other_pngs(mode):
+    from thesislib.kernels.imagefiles import opencv_png_into, unavailable_reason
+
+    if unavailable_reason("opencv-png"):
+        pytest.skip(unavailable_reason("opencv-png"))
+    pixels = np.random.default_rng(1).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    if mode != "RGB":
+        with pytest.raises(ValueError):
+            opencv_png_into(data, np.empty_like(expected))
+        return
+    np.testing.assert_array_equal(opencv_png_into(data, np.empty_like(expected)), expected)

@@ -1,0 +1,74 @@
+"""Decode a batch of JPEGs already in memory straight into the rows of one preallocated batch buffer.
+
+The bytes may be slices of a memory-mapped shard (``tfrecord``) or file contents (``files-jpeg``): no copy
+is made of them, and each image is decoded by libjpeg-turbo through ``simplejpeg`` into its row of the
+batch (``decode_jpeg(..., buffer=row)``, no intermediate array). The GIL is released while an image
+decodes, so a few threads decode one batch at once.
+
+Exact: accurate integer DCT and fancy upsampling, the settings Pillow (the stores' reference decode) uses,
+so the pixels are Pillow's (the tests compare them). A faster, approximate decode (fast DCT and plain
+upsampling, as FFCV decodes) is :func:`decode_jpeg_fast_into`, used only where asked for by name.
+
+Threads: :func:`batch_threads` says how many threads one batch is split over: every usable core when the
+batch is read in the main thread (``num_workers=0``: the loop reads each batch itself), one when it is read
+on a background thread (the loader's ``num_workers`` threads each read a whole batch; splitting again would
+only make the threads wait on each other) or in a DataLoader worker process (PyTorch gives each one thread).
+"""
+
+import threading
+
+import numpy as np
+
+try:
+    import simplejpeg
+except ImportError:  # a dependency; without it the readers fall back to Pillow
+    simplejpeg = None
+
+
+def available() -> bool:
+    return simplejpeg is not None
+
+
+def decode_jpeg_into(data, out: np.ndarray, fast: bool = False) -> np.ndarray:
+    """Decode JPEG ``data`` (bytes, a memoryview or an array slice) into ``out`` ((H, W, 3) uint8, C order)
+    with Pillow's settings (``fast``: fast DCT and upsampling, approximate). ValueError if the data does
+    not decode or the image is not H x W."""
+    image = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast, buffer=out)
+    if image.shape != out.shape:  # a smaller image fills only the buffer's start; a larger one is refused
+        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, expected {out.shape[1]}x{out.shape[0]}")
+    return out
+
+
+def decode_jpeg_fast_into(data, out: np.ndarray) -> np.ndarray:
+    """:func:`decode_jpeg_into` with libjpeg-turbo's fast DCT and plain upsampling: approximate pixels."""
+    return decode_jpeg_into(data, out, fast=True)
+
+
+def batch_threads(cores: int) -> int:
+    """Threads to split one batch over: ``cores`` in the main thread (and at most torch's thread count,
+    which PyTorch sets to 1 in DataLoader workers), 1 on any other thread (see the module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        return 1
+    import torch  # here, not at the top: listing the stores should not load PyTorch
+
+    return max(1, min(cores, torch.get_num_threads()))
+
+
+def decode_batch(parts, datas: list, out: np.ndarray, on_error) -> np.ndarray:
+    """Decode each of ``datas`` into the matching row of ``out`` with the threads of ``parts`` (a
+    :class:`~thesislib.kernels.parts.Parts`, see :func:`batch_threads`); ``on_error(row, exc)`` is called
+    for an image that does not decode exactly (it decodes the row another way or raises)."""
+    def decode_rows(start: int, stop: int) -> None:
+        for row in range(start, stop):
+            try:
+                decode_jpeg_into(datas[row], out[row])
+            except ValueError as exc:
+                on_error(row, exc)
+
+    if simplejpeg is None:
+        for row in range(len(datas)):
+            on_error(row, ValueError("simplejpeg is not installed"))
+        return out
+
+    parts.run(decode_rows, len(datas), batch_threads(parts.threads))
+    return out
