@@ -12,7 +12,8 @@ from thesislib.errors import ThesisError
 from thesislib.kernels.gather import TRIALS, Gather
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
-from thesislib.kernels.prefetch import Layout, batches_of
+from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
+from thesislib.kernels.prefetch import WINDOW, Layout, Prefetcher, batches_of
 from thesislib.kernels.prototypes import FilesReader, Hdf5Reader, NpyReader, ZarrReader, kernel_batches
 from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
 from thesislib.loaders import make_loader
@@ -58,12 +59,13 @@ def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
     assert all(len(times) == TRIALS for times in gather.timings[next(iter(gather.choice))].values())
 
 
-@pytest.mark.parametrize("threads, slots, lifetime", [(0, 3, 3), (2, 4, 2)])
+@pytest.mark.parametrize("threads, slots, lifetime", [(0, 4, 2), (1, 4, 2), (2, 4, 2)])
 def test_batches_of_keeps_a_batch_for_its_stated_lifetime_then_reuses_its_ring_slot(threads, slots, lifetime):
     batches = [np.arange(i, i + 3) for i in range(0, 30, 3)]
     reader = Failing()
     reader.calls = -100  # never fails
-    iterator = batches_of(reader, batches, threads=threads, batches_ahead=2, layout=Layout((2,), np.uint8))
+    prefetcher = Prefetcher(threads, batches_ahead=2, layout=Layout((2,), np.uint8), choice=threads)
+    iterator = prefetcher(reader, batches)
     drawn = [next(iterator)]
     first = drawn[0][0].clone()
     drawn += [next(iterator) for _ in range(lifetime - 1)]
@@ -190,7 +192,7 @@ def test_batches_of_raises_the_readers_error_as_it_is_after_the_batches_before_i
     batches = [np.array([i]) for i in range(6)]
     seen = []
     with pytest.raises(ThesisError, match="^batch three is broken$"):
-        for images, labels in batches_of(Failing(), batches, threads):
+        for images, labels in Prefetcher(threads, choice=threads)(Failing(), batches):
             seen.append(int(images[0, 0]))
     assert seen == [0, 1]
 
@@ -200,10 +202,22 @@ def test_batches_of_keeps_order_and_kept_batches_with_threads_and_stops_early():
     reader = Failing()
     reader.calls = -100  # never fails
     kept = [(images.clone(), labels.clone()) for images, labels in
-            batches_of(reader, batches, threads=2, batches_ahead=2)]  # a batch is kept past its lifetime
+            Prefetcher(2, batches_ahead=2, choice=2)(reader, batches)]  # a batch is kept past its lifetime
     assert [labels.tolist() for _, labels in kept] == [batch.tolist() for batch in batches]
     assert all(torch.equal(images[:, 0], torch.from_numpy(batch).to(torch.uint8))
                for (images, _), batch in zip(kept, batches))
-    iterator = batches_of(reader, batches, threads=2)
+    iterator = Prefetcher(2, choice=2)(reader, batches)
     next(iterator)
     iterator.close()  # cancels the batches ahead and waits for those started
+
+
+def test_a_prefetcher_times_each_thread_count_in_windows_then_keeps_one_with_the_same_batches():
+    reader = Failing()
+    reader.calls = -100  # never fails
+    windows = WINDOWS_PER_CANDIDATE * 3  # candidates 0, 1 and 2 threads
+    batches = [np.arange(i, i + 2) for i in range(0, 2 * WINDOW * (windows + 2), 2)]
+    prefetcher = Prefetcher(2, layout=Layout((2,), np.uint8))
+    labels = [labels.tolist() for _, labels in prefetcher(reader, batches)]
+    assert labels == [batch.tolist() for batch in batches]
+    assert sorted(prefetcher.timings) == [0, 1, 2] and prefetcher.choice in (0, 1, 2)
+    assert all(len(times) == WINDOWS_PER_CANDIDATE for times in prefetcher.timings.values())

@@ -1,5 +1,8 @@
 """``array[indices]`` along the first axis into a given buffer, with the thread count chosen by measurement.
 
+The one gather of the package: the ``numpy``, ``hdf5``, ``zarr`` (mapped shards) and ``memory`` loaders copy
+a batch with it.
+
 ``np.take`` copies one row with one ``memcpy`` and releases the GIL, so a batch can be split across threads.
 Whether that pays depends on the batch's size and on how busy the machine is: handing a small batch to a
 second thread can cost more than the copy itself. :class:`Gather` therefore times the first calls of each
@@ -19,8 +22,11 @@ TRIALS = 3  # timed calls per candidate thread count and size class
 
 def take_into(array, indices, out) -> np.ndarray:
     """``out[:] = array[indices]`` with one thread (``mode="clip"`` writes straight into ``out``; "raise"
-    would copy through a temporary). The caller's indices must be valid."""
-    return np.take(array, indices, axis=0, out=out, mode="clip")
+    would copy through a temporary). The caller's indices must be valid. ``array``: an ndarray (a memory
+    map) or any object with ndarray's ``take(indices, axis, out, mode)``, ``shape`` and ``dtype`` (the
+    shards of a Zarr array: :class:`thesislib.kernels.zarrchunks.MappedShards`)."""
+    array.take(indices, 0, out, "clip")
+    return out
 
 
 def size_class(nbytes: int) -> int:
