@@ -15,7 +15,7 @@ from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reas
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
 from thesislib.kernels.prefetch import WINDOW, Layout, Prefetcher, batches_of
 from thesislib.kernels.prototypes import FilesReader, Hdf5Reader, NpyReader, ZarrReader, kernel_batches
-from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
+from thesislib.kernels.zarrchunks import ChunkReader, MappedShards, chunk_plan, mapped_shards
 from thesislib.loaders import make_loader
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import open_store
@@ -115,12 +115,61 @@ def test_hdf5_reader_falls_back_to_h5py_for_a_compressed_store(prepared_cifar10,
     reader.close()
 
 
+def one_sample_chunks(folder, images):
+    """``images`` written in the zarr store's earlier layout: one Zstandard-compressed sample per chunk."""
+    from zarr.codecs import ZstdCodec
+
+    array = zarr.create_array(folder, shape=images.shape, dtype="uint8", chunks=(1, *images.shape[1:]),
+                              chunk_key_encoding={"name": "default", "separator": "."},
+                              compressors=ZstdCodec(level=1))
+    array[:] = images
+    return folder
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_zarr_reader_decodes_chunks_itself_and_gives_the_zarr_loaders_batches(prepared_cifar10, num_workers):
+def test_zarr_prototype_reader_gives_the_zarr_loaders_batches(prepared_cifar10, num_workers):
     reader = ZarrReader(open_store(prepared_cifar10, "cifar10", "zarr"), "train")
     assert_same_batches(kernel(reader, prepared_cifar10, "zarr", num_workers),
                         today(prepared_cifar10, "zarr", "zarr"))
-    assert reader.opened()[0] is not None
+
+
+def test_the_zarr_loader_gathers_from_mapped_shards(prepared_cifar10):
+    reader = open_store(prepared_cifar10, "cifar10", "zarr").reader("train")
+    assert isinstance(reader.opened()[0], MappedShards)
+    reader.close()
+
+
+def test_chunk_reader_reads_the_earlier_one_sample_per_chunk_layout(prepared_cifar10, tmp_path):
+    images = np.load(prepared_cifar10 / "cifar10" / "npy-uint8" / "train_images.npy")
+    reader = ChunkReader(chunk_plan(one_sample_chunks(tmp_path / "one", images)), threads=2)
+    for batch in epoch_batches(len(images), BATCH, 0, 0):
+        np.testing.assert_array_equal(reader(batch, np.empty((len(batch), *images.shape[1:]), np.uint8)),
+                                      images[batch])
+
+
+def test_mapped_shards_gather_every_shard_even_a_partial_last_one_and_refuse_other_layouts(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, (10, 2, 2, 3), dtype=np.uint8)
+    data[5] = 0  # an all-zero sample is stored too (write_empty_chunks), or the shard would not be complete
+    options = {"shape": data.shape, "dtype": "uint8", "chunks": (1, 2, 2, 3), "shards": (4, 2, 2, 3)}
+    zarr.create_array(tmp_path / "plain", compressors=None, config={"write_empty_chunks": True}, **options)[:] = data
+    indices = np.array([0, 3, 4, 5, 9])
+    np.testing.assert_array_equal(mapped_shards(tmp_path / "plain").take(indices), data[indices])
+    zarr.create_array(tmp_path / "zstd", **options)[:] = data
+    zarr.create_array(tmp_path / "holes", compressors=None, **options)[:] = data  # sample 5 not stored
+    zarr.create_array(tmp_path / "chunks", shape=data.shape, dtype="uint8", chunks=(2, 2, 2, 3))[:] = data
+    assert all(mapped_shards(tmp_path / name) is None for name in ("zstd", "holes", "chunks"))
+
+
+def test_a_damaged_shard_index_is_named(tmp_path):
+    array = zarr.create_array(tmp_path / "a", shape=(4, 2, 3), dtype="uint8", chunks=(1, 2, 3), shards=(4, 2, 3),
+                              compressors=None)
+    array[:] = 1
+    shard = next(path for path in (tmp_path / "a" / "c").rglob("*") if path.is_file())
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ThesisError, match=f"shard index of {shard}.*corrupt"):
+        mapped_shards(tmp_path / "a")
 
 
 def test_zarr_chunk_plan_reads_unwritten_chunks_as_fill_value_and_refuses_other_layouts(tmp_path):
@@ -133,12 +182,12 @@ def test_zarr_chunk_plan_reads_unwritten_chunks_as_fill_value_and_refuses_other_
     assert chunk_plan(tmp_path / "many") is None and chunk_plan(tmp_path / "sharded") is None
 
 
-def test_zarr_reader_names_a_corrupt_chunk(prepared_cifar10, copy_store):
-    store = copy_store("zarr")
-    reader = ZarrReader(store, "train")
-    reader.opened()[0].plan.path(3).write_bytes(b"not zstd")
+def test_chunk_reader_names_a_corrupt_chunk(tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, (6, 4, 4, 3), dtype=np.uint8)
+    plan = chunk_plan(one_sample_chunks(tmp_path / "one", images))
+    plan.path(3).write_bytes(b"not zstd")
     with pytest.raises(ThesisError, match="c.3.0.0.0.*corrupt"):
-        reader.read(np.array([1, 3]))
+        ChunkReader(plan)(np.array([1, 3]), np.empty((2, 4, 4, 3), np.uint8))
 
 
 @pytest.mark.parametrize("store, decoder", [("files-png", "pillow"), ("files-jpeg", "pillow"),
