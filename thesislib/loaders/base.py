@@ -135,6 +135,7 @@ class FormatLoader(Loader):
         self.dataset.check()
         reader = self.dataset.reader
         self.prefetcher = Prefetcher(self.num_workers, BATCHES_AHEAD, Layout(reader.shape[1:], reader.dtype))
+        self.reads_in_threads()  # opens the reader now, so that the set-up, not the first epoch, pays for it
 
     def make_reader(self):
         """The reader of this loader's split (the store's format's reader)."""

@@ -146,6 +146,8 @@ class ZarrReader(Reader):
     def open(self):
         images, labels = open_split(self.folder, self.split, self.shape)
         labels = self.checked_labels(remote.join(self.folder, self.split, "labels"), labels)
+        if self.absent is not None:  # after the arrays' shapes are checked, before a shard is mapped
+            raise self.absent
         return self.fast_images() or images, labels
 
     def fast_images(self):
@@ -162,12 +164,6 @@ class ZarrReader(Reader):
             return shards
         plan = chunk_plan(folder)
         return None if plan is None else ChunkReader(plan)
-
-    def check(self) -> None:
-        """Also, first: a chunk or shard file that the manifest lists is missing."""
-        if self.absent is not None:
-            raise self.absent
-        super().check()
 
     def read_from(self, handle, indices, out=None):
         from thesislib.kernels.zarrchunks import ChunkReader, MappedShards
