@@ -31,7 +31,7 @@ import torch
 from thesislib.stores.gather import BatchRing
 
 BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
-WINDOW = 8         # batches per timed window while the thread count is chosen
+WINDOW = 16        # batches per timed window while the thread count is chosen
 TRIALS = 3         # timed windows per candidate thread count
 
 
