@@ -52,7 +52,8 @@ def samples_per_shard(shape) -> int:
 
 
 def layout(spec, shape) -> dict:
-    return {"chunks": [1, *shape[1:]], "shards": [samples_per_shard(shape), *shape[1:]],
+    return {"settings": "sharded, one uncompressed sample per inner chunk",
+            "chunks": [1, *shape[1:]], "shards": [samples_per_shard(shape), *shape[1:]],
             "chunk_key_separator": ".", "compressor": None,
             "why": "one uncompressed sample per inner chunk: a shuffled batch reads only its own samples, "
                    "each one run of bytes; shards: a few large files instead of a file per sample, each "
