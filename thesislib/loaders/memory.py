@@ -100,7 +100,10 @@ def load_split(store, split, device) -> tuple:
     """(images, labels) tensors of a whole split on ``device``, read slice by slice from the store's
     memory-mappable split (the format's ``mapped_split``)."""
     source, labels = store.format.mapped_split(store, split, mmap_mode="c")
-    images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
+    if device.type == "cpu":  # NumPy asks for transparent huge pages for large arrays: a random gather then
+        images = torch.from_numpy(np.empty(source.shape, dtype=source.dtype))  # misses the TLB less often
+    else:
+        images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
     for start in range(0, len(source), SLICE):
         images[start:start + SLICE].copy_(torch.from_numpy(source[start:start + SLICE]))
     del source
