@@ -13,11 +13,12 @@ consumer has work of its own to overlap (a training step); when it has none, han
 thread to another costs more than it gives. So a prefetcher times windows of :data:`WINDOW` batches with
 each candidate count (0: read in the consumer's thread, 1, ``threads``) in alternation, the consumer's own
 time included, and keeps the fastest once each has :data:`TRIALS` windows (the fastest window of each wins:
-others' load only slows windows down). The pixels never depend on the choice.
+others' load only slows windows down; more threads must save :data:`MARGIN` of the time to be chosen). The
+pixels never depend on the choice.
 
 Lifetime (stated, as FFCV's epoch iterator; no reference counting): a batch stays valid while the consumer
-draws the next one; asking for the batch after that may refill its slot. The training loop uses each batch before it
-draws the next; a consumer that keeps batches longer (a list of batches in a test) copies them
+draws the next one; asking for the batch after that may refill its slot. The training loop uses each batch
+before it draws the next; a consumer that keeps batches longer (a list of batches in a test) copies them
 (``tensor.clone()``).
 """
 
@@ -33,6 +34,7 @@ from thesislib.stores.gather import BatchRing
 BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
 WINDOW = 16        # batches per timed window while the thread count is chosen
 TRIALS = 3         # timed windows per candidate thread count
+MARGIN = 0.1       # the share of the time per batch more threads must save to be chosen
 
 
 class Layout:
@@ -106,7 +108,16 @@ class Prefetcher:
     def record(self, threads: int, seconds_per_batch: float) -> None:
         self.timings[threads].append(seconds_per_batch)
         if all(len(times) >= TRIALS for times in self.timings.values()):
-            self.choice = min(self.timings, key=lambda count: min(self.timings[count]))
+            self.choice = self.fastest()
+
+    def fastest(self) -> int:
+        """The thread count of the fastest window; more threads only if they beat fewer by :data:`MARGIN`
+        (a thread that gives less than that is not worth what it takes from a busy machine)."""
+        best = 0
+        for count in sorted(self.timings)[1:]:
+            if min(self.timings[count]) < (1 - MARGIN) * min(self.timings[best]):
+                best = count
+        return best
 
     def slot(self, rows: int, capacity: int):
         """The ring slot for a batch of ``rows``; None (the reader allocates) until the layout is known."""

@@ -6,8 +6,8 @@ available RAM, the host's or the memory cgroup's limit minus its usage, whicheve
 are then gathered from the resident tensor on its device; ``num_workers`` is not used (nothing to read).
 On the CPU a batch is the ``numpy`` loader's gather (:class:`~thesislib.kernels.gather.Gather`, its thread
 count measured per batch size) into one ring of batch buffers (a batch stays valid while the next is
-drawn, as the ``numpy`` loader's). On the CPU, ``pin_memory`` (with a CUDA GPU present) copies each batch into page-locked memory, as
-PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
+drawn, as the ``numpy`` loader's); ``pin_memory`` (with a CUDA GPU present) copies each batch into
+page-locked memory, as PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
 epoch: so ``bench --cold`` charges every epoch the read of the split from the disk).
 """
 

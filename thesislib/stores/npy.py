@@ -6,8 +6,9 @@ writable memory map, which dies of SIGBUS on a full disk), so a split larger tha
 
 Read as a memory map; a batch is one gather of its sorted rows (:class:`thesislib.kernels.gather.Gather`:
 ``np.take``, one memcpy per row, on the number of threads measured fastest for the batch's size) into the
-buffer the loader gives (a slot of its ring), else into a new array. The whole split being one mappable array, :func:`mapped_split` and :func:`images_file` are what the
-``memory``, ``cupy`` and ``dali`` loaders ask for.
+buffer the loader gives (a slot of its ring), else into a new array. The whole split being one mappable
+array, :func:`mapped_split` and :func:`images_file` are what the ``memory``, ``cupy`` and ``dali`` loaders
+ask for.
 """
 
 import hashlib
