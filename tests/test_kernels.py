@@ -262,7 +262,7 @@ def test_batches_of_keeps_order_and_kept_batches_with_threads_and_stops_early():
 
 def test_a_prefetcher_times_each_thread_count_in_windows_then_keeps_one_with_the_same_batches():
     reader = Failing()
-    reader.calls = -100  # never fails
+    reader.calls = -10**6  # never fails
     windows = WINDOWS_PER_CANDIDATE * 3  # candidates 0, 1 and 2 threads
     batches = [np.arange(i, i + 2) for i in range(0, 2 * WINDOW * (windows + 2), 2)]
     prefetcher = Prefetcher(2, layout=Layout((2,), np.uint8))
