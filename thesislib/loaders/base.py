@@ -133,9 +133,7 @@ class FormatLoader(Loader):
         super().__init__(store, split, **kwargs)
         self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
-        reader = self.dataset.reader
-        self.prefetcher = Prefetcher(self.num_workers, BATCHES_AHEAD, Layout(reader.shape[1:], reader.dtype))
-        self.reads_in_threads()  # opens the reader now, so that the set-up, not the first epoch, pays for it
+        self.prefetcher = None  # made when a first epoch is read into the ring (see prefetched)
 
     def make_reader(self):
         """The reader of this loader's split (the store's format's reader)."""
@@ -150,7 +148,7 @@ class FormatLoader(Loader):
 
     def __iter__(self):
         if self.reads_in_threads():
-            yield from self.prefetcher(self.dataset.reader, self.batches())
+            yield from self.prefetched()
             return
         yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
 
@@ -161,6 +159,15 @@ class FormatLoader(Loader):
             return False
         self.dataset.reader.opened()  # here, before threads share it
         return self.dataset.reader.reads_in_threads()
+
+    def prefetched(self):
+        """This epoch's batches read into the ring by the loader's one
+        :class:`~thesislib.kernels.prefetch.Prefetcher` (kept across epochs, with its ring and its measured
+        thread count)."""
+        reader = self.dataset.reader
+        if self.prefetcher is None:
+            self.prefetcher = Prefetcher(self.num_workers, BATCHES_AHEAD, Layout(reader.shape[1:], reader.dtype))
+        return self.prefetcher(reader, self.batches())
 
     def close(self) -> None:
         self.dataset.close()
