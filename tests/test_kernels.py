@@ -266,7 +266,24 @@ def test_a_prefetcher_times_each_thread_count_in_windows_then_keeps_one_with_the
     windows = WINDOWS_PER_CANDIDATE * 3  # candidates 0, 1 and 2 threads
     batches = [np.arange(i, i + 2) for i in range(0, 2 * WINDOW * (windows + 2), 2)]
     prefetcher = Prefetcher(2, layout=Layout((2,), np.uint8))
-    labels = [labels.tolist() for _, labels in prefetcher(reader, batches)]
+    prefetcher.record = lambda threads, seconds, split=None: Prefetcher.record(prefetcher, threads, seconds)
+    labels = [labels.tolist() for _, labels in prefetcher(reader, batches)]  # (the consumer's share ignored)
     assert labels == [batch.tolist() for batch in batches]
     assert sorted(prefetcher.timings) == [0, 1, 2] and prefetcher.choice in (0, 1, 2)
     assert all(len(times) == WINDOWS_PER_CANDIDATE for times in prefetcher.timings.values())
+
+
+def test_a_consumer_with_little_work_of_its_own_keeps_the_reads_in_its_thread_without_trying_threads():
+    idle, busy = Prefetcher(2), Prefetcher(2)
+    idle.record(0, 1e-3, [1.0, 0.05])  # seconds reading, seconds in the consumer: threads could hide 5%
+    busy.record(0, 1e-3, [1.0, 0.5])
+    assert idle.choice == 0 and busy.choice is None
+
+
+def test_more_threads_are_chosen_only_when_they_save_the_margin():
+    prefetcher = Prefetcher(2)
+    for threads, seconds in ((0, 1.0), (1, 0.95), (2, 0.5)):
+        prefetcher.timings[threads] = [seconds] * WINDOWS_PER_CANDIDATE
+    assert prefetcher.fastest() == 2
+    prefetcher.timings[2] = [0.95] * WINDOWS_PER_CANDIDATE
+    assert prefetcher.fastest() == 0  # 5% faster is not worth a thread

@@ -10,11 +10,13 @@ what was not started and waits for what was (so the reader may be closed right a
 
 How many threads: ``threads`` is the most a prefetcher may use. Background threads pay only when the
 consumer has work of its own to overlap (a training step); when it has none, handing each batch from one
-thread to another costs more than it gives. So a prefetcher times windows of :data:`WINDOW` batches with
-each candidate count (0: read in the consumer's thread, 1, ``threads``) in alternation, the consumer's own
-time included, and keeps the fastest once each has :data:`TRIALS` windows (the fastest window of each wins:
-others' load only slows windows down; more threads must save :data:`MARGIN` of the time to be chosen). The
-pixels never depend on the choice.
+thread to another costs more than it gives. So a prefetcher first reads a window of :data:`WINDOW` batches
+in the consumer's thread and times the reading and the consumer's own work apart: if the consumer's share
+is under :data:`MARGIN`, threads could hide no more than that, and it keeps reading there. Otherwise it
+times windows with each candidate count (0: the consumer's thread, 1, ``threads``) in alternation, the
+consumer's own time included, and keeps the fastest once each has :data:`TRIALS` windows (the fastest window
+of each wins: others' load only slows windows down; more threads must save :data:`MARGIN` of the time to be
+chosen). The pixels never depend on the choice.
 
 Lifetime (stated, as FFCV's epoch iterator; no reference counting): a batch stays valid while the consumer
 draws the next one; asking for the batch after that may refill its slot. The training loop uses each batch
@@ -92,10 +94,11 @@ class Prefetcher:
         while position < len(batches):
             threads, size = self.next_window(len(batches) - position)
             window = batches[position:position + size]
+            split = [0.0, 0.0] if self.choice is None and threads == 0 else None  # reading, consumer's own
             start = time.perf_counter()
-            yield from self.window(reader, window, threads, capacity)
+            yield from self.window(reader, window, threads, capacity, split)
             if self.choice is None and len(window) == WINDOW:
-                self.record(threads, (time.perf_counter() - start) / len(window))
+                self.record(threads, (time.perf_counter() - start) / len(window), split)
             position += size
 
     def next_window(self, remaining: int) -> tuple:
@@ -105,9 +108,15 @@ class Prefetcher:
             return self.choice, remaining
         return min(self.timings, key=lambda count: len(self.timings[count])), WINDOW
 
-    def record(self, threads: int, seconds_per_batch: float) -> None:
+    def record(self, threads: int, seconds_per_batch: float, split=None) -> None:
+        """Keep a window's time per batch; choose once every candidate has :data:`TRIALS`. At once 0
+        threads if, in a window read in the consumer's thread, the consumer's own time was under
+        :data:`MARGIN` of the whole (``split``: seconds reading, seconds in the consumer): threads can only
+        hide that time, so they cannot save :data:`MARGIN`."""
         self.timings[threads].append(seconds_per_batch)
-        if all(len(times) >= TRIALS for times in self.timings.values()):
+        if split is not None and split[1] < MARGIN * sum(split):
+            self.choice = 0
+        elif all(len(times) >= TRIALS for times in self.timings.values()):
             self.choice = self.fastest()
 
     def fastest(self) -> int:
@@ -125,12 +134,20 @@ class Prefetcher:
             return None
         return self.ring.take((max(rows, capacity), *self.layout.sample_shape), self.layout.dtype)[:rows]
 
-    def window(self, reader, batches, threads: int, capacity: int):
-        if threads == 0:
-            for indices in batches:
-                yield as_tensors(*read_batch(reader, indices, self.slot(len(indices), capacity), self.layout))
+    def window(self, reader, batches, threads: int, capacity: int, split=None):
+        """The batches read in this thread (``threads`` 0; ``split``, if given, adds up the seconds spent
+        reading and those spent in the consumer) or by ``threads`` background threads."""
+        if threads > 0:
+            yield from self.prefetched(reader, batches, threads, capacity)
             return
-        yield from self.prefetched(reader, batches, threads, capacity)
+        for indices in batches:
+            start = time.perf_counter()
+            batch = as_tensors(*read_batch(reader, indices, self.slot(len(indices), capacity), self.layout))
+            handed = time.perf_counter()
+            yield batch
+            if split is not None:
+                split[0] += handed - start
+                split[1] += time.perf_counter() - handed
 
     def prefetched(self, reader, batches, threads: int, capacity: int):
         """``threads`` background threads keep up to ``batches_ahead + 1`` reads in flight; slots are taken
