@@ -9,7 +9,7 @@ import torch
 import zarr
 
 from thesislib.errors import ThesisError
-from thesislib.kernels.gather import TRIALS, Gather
+from thesislib.kernels.gather import TRIALS, Gather, fastest
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
@@ -57,6 +57,11 @@ def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
         gather(array, indices)
     assert len(gather.choice) == 1 and list(gather.choice.values())[0] in (1, 2)
     assert all(len(times) == TRIALS for times in gather.timings[next(iter(gather.choice))].values())
+
+
+def test_gather_takes_more_threads_only_when_they_save_the_margin():
+    assert fastest({1: [1.0, 1.2], 4: [0.5, 0.7]}) == 4
+    assert fastest({1: [1.0, 1.2], 4: [0.95, 0.7]}) == 1
 
 
 @pytest.mark.parametrize("threads, slots, lifetime", [(0, 4, 2), (1, 4, 2), (2, 4, 2)])

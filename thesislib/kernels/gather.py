@@ -7,7 +7,8 @@ a batch with it.
 Whether that pays depends on the batch's size and on how busy the machine is: handing a small batch to a
 second thread can cost more than the copy itself. :class:`Gather` therefore times the first calls of each
 batch size class (bytes rounded to a power of two) with one thread and with all allowed threads, in
-alternation, and keeps the faster for the rest of the run. The pixels never depend on the choice.
+alternation, and keeps the faster for the rest of the run (more threads only if they save :data:`MARGIN`
+of the time). The pixels never depend on the choice.
 """
 
 import time
@@ -17,7 +18,8 @@ import torch
 
 from thesislib.kernels.parts import Parts
 
-TRIALS = 3  # timed calls per candidate thread count and size class
+TRIALS = 3     # timed calls per candidate thread count and size class
+MARGIN = 0.1   # the share of a copy's time more threads must save to be chosen
 
 
 def take_into(array, indices, out) -> np.ndarray:
@@ -31,6 +33,16 @@ def take_into(array, indices, out) -> np.ndarray:
 
 def size_class(nbytes: int) -> int:
     return int(nbytes).bit_length()
+
+
+def fastest(timings: dict) -> int:
+    """The thread count whose fastest call was fastest; more threads only if they save :data:`MARGIN` of
+    the time of fewer (on a busy machine a thread that gives less costs others more than it gives)."""
+    best = min(timings)
+    for count in sorted(timings)[1:]:
+        if min(timings[count]) < (1 - MARGIN) * min(timings[best]):
+            best = count
+    return best
 
 
 class Gather:
@@ -70,7 +82,7 @@ class Gather:
         self.copy(array, indices, out, threads)
         timings[threads].append(time.perf_counter() - start)
         if all(len(times) >= TRIALS for times in timings.values()):
-            self.choice[key] = min(timings, key=lambda count: min(timings[count]))
+            self.choice[key] = fastest(timings)
         return out
 
     def parallel(self, array, indices, out, threads: int) -> np.ndarray:
