@@ -61,7 +61,7 @@ def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
 
 def test_gather_takes_more_threads_only_when_they_save_the_margin():
     assert fastest({1: [1.0, 1.2], 4: [0.5, 0.7]}) == 4
-    assert fastest({1: [1.0, 1.2], 4: [0.95, 0.7]}) == 1
+    assert fastest({1: [1.0, 1.2], 4: [0.95, 0.97]}) == 1  # the fastest calls: 5% apart
 
 
 @pytest.mark.parametrize("threads, slots, lifetime", [(0, 4, 2), (1, 4, 2), (2, 4, 2)])
