@@ -9,7 +9,7 @@ import torch
 import zarr
 
 from thesislib.errors import ThesisError
-from thesislib.kernels.gather import TRIALS, Gather, fastest
+from thesislib.kernels.gather import REFRESH, TRIALS, Gather, fastest, size_class
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
@@ -57,6 +57,18 @@ def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():
         gather(array, indices)
     assert len(gather.choice) == 1 and list(gather.choice.values())[0] in (1, 2)
     assert all(len(times) == TRIALS for times in gather.timings[next(iter(gather.choice))].values())
+
+
+def test_gather_measures_a_size_class_again_at_exponentially_spaced_calls_unless_its_choice_was_given():
+    array, indices = np.zeros((100, 2, 2, 3), dtype=np.uint8), np.arange(0, 100, 3)
+    measured, given = Gather(max_threads=2), Gather(max_threads=2, choice={size: 1 for size in range(64)})
+    for _ in range(REFRESH - 1):
+        measured(array, indices), given(array, indices)
+    assert measured.choice and measured.timings
+    measured(array, indices), given(array, indices)  # the REFRESH-th call: measured again from scratch
+    key = size_class(array[indices].nbytes)
+    assert key not in measured.choice and sum(map(len, measured.timings[key].values())) == 1
+    assert given.choice[key] == 1 and not given.timings
 
 
 def test_gather_takes_more_threads_only_when_they_save_the_margin():
