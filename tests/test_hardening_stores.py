@@ -68,7 +68,7 @@ def first_loader_labels(data_dir, loader, store, split="val"):
 # --------------------------------------------------------------------------------- 5: a missing Zarr chunk
 def test_bench_on_a_zarr_store_with_a_deleted_image_chunk_exits_2_naming_the_chunk(copy, capsys):
     store = copy("zarr")
-    chunk = store / "data.zarr" / "train" / "images" / "c.7.0.0.0"
+    chunk = store / "data.zarr" / "train" / "images" / "c.0.0.0.0"  # the first shard
     chunk.unlink()
     status, lines = bench(copy.data_dir, "zarr", "zarr", capsys)
     assert_one_line(status, lines, str(chunk), "is missing", "prepare")

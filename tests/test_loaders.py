@@ -7,7 +7,8 @@ import torch
 from thesislib.errors import ThesisError
 from thesislib.loaders import DEFAULT_STORES, LOADERS, availability, loader_order, make_loader
 from thesislib.loaders import memory as memory_loader
-from thesislib.loaders.base import BatchRing, gather, gather_pool
+from thesislib.kernels.gather import Gather
+from thesislib.stores.gather import BatchRing
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import open_store
 
@@ -72,21 +73,20 @@ def test_gather_in_threads_equals_fancy_indexing(threads):
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
     indices = np.sort(rng.choice(2000, 700, replace=False))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        np.testing.assert_array_equal(gather(array, indices), array[indices])
-    finally:
-        torch.set_num_threads(before)
+    gather = Gather(max_threads=threads, choice={size: threads for size in range(64)})
+    np.testing.assert_array_equal(gather(array, indices), array[indices])
 
 
 def test_a_ring_batch_stays_valid_until_slots_further_batches_are_drawn():
-    ring = BatchRing(slots=3)
+    ring, gather = BatchRing(slots=3), Gather(max_threads=1)
     array = np.arange(4000, dtype=np.uint8).reshape(1000, 4)
-    first = gather(array, np.arange(0, 10), ring)
-    later = [gather(array, np.arange(10 * i, 10 * i + 10), ring) for i in (1, 2)]
+
+    def batch(start):
+        return gather(array, np.arange(start, start + 10), ring.take((10, 4), np.uint8))
+    first = batch(0)
+    later = [batch(10 * i) for i in (1, 2)]
     assert np.array_equal(first, array[:10]) and all(b is not first for b in later)
-    gather(array, np.arange(30, 40), ring)  # the third further batch reuses the first batch's slot
+    batch(30)  # the third further batch reuses the first batch's slot
     assert np.array_equal(first, array[30:40])
 
 
@@ -99,24 +99,18 @@ def test_a_ring_hands_a_short_last_batch_a_view_of_its_slot_and_reallocates_for_
     assert other.shape == (8, 5) and other.dtype == np.float32
 
 
-def test_a_reader_pickled_to_a_worker_gathers_into_fresh_arrays(prepared_cifar10):
+def test_a_reader_pickled_to_a_worker_reads_into_fresh_arrays(prepared_cifar10):
     import pickle
 
     reader = open_store(prepared_cifar10, "cifar10", "npy-uint8").reader("train")
+    reader.opened()
     copy = pickle.loads(pickle.dumps(reader))
-    assert reader.ring is not None and copy.ring is None and copy.handle is None
+    assert copy.handle is None
     first = copy.read(np.arange(4))[0]
-    copy.read(np.arange(4, 8)), copy.read(np.arange(8, 12)), copy.read(np.arange(12, 16))
+    later = [copy.read(np.arange(start, start + 4))[0] for start in (4, 8, 12)]
+    assert not any(np.shares_memory(first, batch) for batch in later)
     np.testing.assert_array_equal(first, reader.read(np.arange(4))[0])
     reader.close(), copy.close()
-
-
-def test_a_larger_gather_pool_shuts_the_smaller_one_down():
-    small = gather_pool(1)
-    large = gather_pool(64)
-    assert large is not small and gather_pool(2) is large
-    with pytest.raises(RuntimeError):  # shut down: takes no more work
-        small.submit(int)
 
 
 # ------------------------------------------------------------------------------------ same batches everywhere

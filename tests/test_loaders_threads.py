@@ -84,9 +84,9 @@ def test_a_compressed_hdf5_store_is_read_through_h5py_with_the_same_batches(prep
                                                           "hdf5", 0))
 
 
-def test_a_corrupt_zarr_chunk_read_by_threads_is_one_line_naming_it(copy_store):
+def test_a_corrupt_zarr_shard_read_by_threads_is_one_line_naming_it(copy_store):
     store = copy_store("zarr")
-    chunk = store.path / "data.zarr" / "train" / "images" / "c.7.0.0.0"
+    chunk = store.path / "data.zarr" / "train" / "images" / "c.0.0.0.0"  # the first shard
     chunk.write_bytes(chunk.read_bytes()[:20])
     with pytest.raises(ThesisError) as error:
         epochs(store, "zarr", 2)

@@ -1,26 +1,42 @@
-"""Batches of a reader, read in the calling thread or ahead of it by background threads into a ring.
+"""Batches of a reader, read in the consumer's thread or ahead of it by background threads, into one ring.
 
-This is the ``num_workers > 0`` path for readers whose work releases the GIL (NumPy gathers, image
-codecs, memory maps, Zstandard): threads share the reader and its open files, nothing is pickled, no
-process is started per epoch, and each batch lands in a preallocated slot of a
-:class:`~thesislib.stores.gather.BatchRing` of ``batches_ahead + 2`` slots, taken in batch order in the
+This is how a loader runs a reader whose work releases the GIL (NumPy gathers, memory maps, image codecs,
+Zstandard): threads share the reader and its open files, nothing is pickled, no process is started, and
+each batch lands in a preallocated slot of one :class:`~thesislib.stores.gather.BatchRing` of
+``batches_ahead + 2`` slots, kept by the :class:`Prefetcher` across epochs and taken in batch order in the
 consumer's thread. Batches come out in the order given, whatever the number of threads. An error raised by
 ``read`` is raised again, as it is, where the consumer asks for that batch; leaving the loop early cancels
 what was not started and waits for what was (so the reader may be closed right after).
 
-Lifetime (stated, as FFCV's epoch iterator; no reference counting): a batch stays valid until the consumer
-has drawn two further batches; the slot is then refilled. The training loop uses each batch before it
-draws the next; a consumer that keeps batches longer (a list of batches in a test) copies them
+How many threads: ``threads`` is the most a prefetcher may use. Background threads pay only when the
+consumer has work of its own to overlap (a training step); when it has none, handing each batch from one
+thread to another costs more than it gives. So a prefetcher first reads a window of :data:`WINDOW` batches
+in the consumer's thread and times the reading and the consumer's own work apart: if the consumer's share
+is under :data:`MARGIN`, threads could hide no more than that, and it keeps reading there. Otherwise it
+times windows with each candidate count (0: the consumer's thread, 1, ``threads``) in alternation, the
+consumer's own time included, and keeps the fastest once each has :data:`TRIALS` windows (the fastest window
+of each wins: others' load only slows windows down; more threads must save :data:`MARGIN` of the time to be
+chosen). The pixels never depend on the choice.
+
+Lifetime (stated, as FFCV's epoch iterator; no reference counting): a batch stays valid while the consumer
+draws the next one; asking for the batch after that may refill its slot. The training loop uses each batch
+before it draws the next; a consumer that keeps batches longer (a list of batches in a test) copies them
 (``tensor.clone()``).
 """
 
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
 
 from thesislib.stores.gather import BatchRing
+
+BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
+WINDOW = 16        # batches per timed window while the thread count is chosen
+TRIALS = 3         # timed windows per candidate thread count
+MARGIN = 0.1       # the share of the time per batch more threads must save to be chosen
 
 
 class Layout:
@@ -38,14 +54,6 @@ class Layout:
         return self.dtype is not None
 
 
-def next_slot(ring: BatchRing, rows: int, layout: Layout, capacity: int):
-    """The ring slot for a batch of ``rows``; None (the reader allocates) until the layout is known. A slot
-    holds ``capacity`` rows, so a short last batch reuses a full slot."""
-    if not layout.known():
-        return None
-    return ring.take((max(rows, capacity), *layout.sample_shape), layout.dtype)[:rows]
-
-
 def read_batch(reader, indices, out, layout: Layout):
     """``reader.read(indices, out=out)``; learns the layout from a batch the reader allocated."""
     images, labels = reader.read(indices) if out is None else reader.read(indices, out=out)
@@ -55,49 +63,121 @@ def read_batch(reader, indices, out, layout: Layout):
 
 
 def as_tensors(images, labels) -> tuple:
-    return torch.from_numpy(images), torch.as_tensor(labels)
+    """The arrays wrapped (not copied) as tensors."""
+    return torch.from_numpy(images), (torch.from_numpy(labels) if isinstance(labels, np.ndarray)
+                                      else torch.as_tensor(labels))
 
 
-def batches_of(reader, batches, threads: int = 0, batches_ahead: int = 2, layout: Layout = None):
-    """Yield ``(images, labels)`` tensors of ``reader.read`` for each index array of ``batches``.
+class Prefetcher:
+    """One loader's way of reading batches: its ring (kept across epochs) and its measured thread count.
 
-    ``threads``: 0 reads in the calling thread (into a ring of 3 slots: a batch is valid until three
-    further ones were drawn); n > 0 reads with n background threads, up to ``batches_ahead`` (>= threads)
-    batches ahead of the consumer (see the module's lifetime). ``layout``: the images' sample shape and
-    dtype, if known (else learnt from the first batch); keep one across epochs.
+    ``threads``: the most background threads (0: always the consumer's thread); ``batches_ahead``: reads
+    in flight ahead of the consumer (at least ``threads``); ``layout``: the images' sample shape and
+    dtype, if known (else learnt from the first batch); ``choice``: a thread count to use without
+    measuring (tests, or one measured before). Call it with a reader and the epoch's index arrays.
     """
-    layout = layout or Layout()
-    capacity = max((len(batch) for batch in batches), default=0)
-    if threads <= 0:
-        ring = BatchRing()
+
+    def __init__(self, threads: int = 0, batches_ahead: int = BATCHES_AHEAD, layout: Layout = None,
+                 choice: int = None):
+        self.threads = max(0, int(threads))
+        self.batches_ahead = max(int(batches_ahead), self.threads)
+        self.ring = BatchRing(self.batches_ahead + 2)
+        self.layout = layout or Layout()
+        self.choice = 0 if self.threads == 0 else choice
+        self.timings = {count: [] for count in sorted({0, 1, self.threads})}  # threads -> [s per batch]
+
+    def __call__(self, reader, batches):
+        """Yield ``(images, labels)`` tensors of ``reader.read`` for each index array of ``batches``."""
+        batches = list(batches)
+        capacity = max((len(batch) for batch in batches), default=0)  # a slot holds the longest batch
+        position = 0
+        while position < len(batches):
+            threads, size = self.next_window(len(batches) - position)
+            window = batches[position:position + size]
+            split = [0.0, 0.0] if self.choice is None and threads == 0 else None  # reading, consumer's own
+            start = time.perf_counter()
+            yield from self.window(reader, window, threads, capacity, split)
+            if self.choice is None and len(window) == WINDOW:
+                self.record(threads, (time.perf_counter() - start) / len(window), split)
+            position += size
+
+    def next_window(self, remaining: int) -> tuple:
+        """(thread count, batches) for the next window: the chosen count for the rest of the epoch, or
+        the candidate timed least often so far for :data:`WINDOW` batches."""
+        if self.choice is not None:
+            return self.choice, remaining
+        return min(self.timings, key=lambda count: len(self.timings[count])), WINDOW
+
+    def record(self, threads: int, seconds_per_batch: float, split=None) -> None:
+        """Keep a window's time per batch; choose once every candidate has :data:`TRIALS`. At once 0
+        threads if, in a window read in the consumer's thread, the consumer's own time was under
+        :data:`MARGIN` of the whole (``split``: seconds reading, seconds in the consumer): threads can only
+        hide that time, so they cannot save :data:`MARGIN`."""
+        self.timings[threads].append(seconds_per_batch)
+        if split is not None and split[1] < MARGIN * sum(split):
+            self.choice = 0
+        elif all(len(times) >= TRIALS for times in self.timings.values()):
+            self.choice = self.fastest()
+
+    def fastest(self) -> int:
+        """The thread count of the fastest window; more threads only if they beat fewer by :data:`MARGIN`
+        (a thread that gives less than that is not worth what it takes from a busy machine)."""
+        best = 0
+        for count in sorted(self.timings)[1:]:
+            if min(self.timings[count]) < (1 - MARGIN) * min(self.timings[best]):
+                best = count
+        return best
+
+    def slot(self, rows: int, capacity: int):
+        """The ring slot for a batch of ``rows``; None (the reader allocates) until the layout is known."""
+        if not self.layout.known():
+            return None
+        return self.ring.take((max(rows, capacity), *self.layout.sample_shape), self.layout.dtype)[:rows]
+
+    def window(self, reader, batches, threads: int, capacity: int, split=None):
+        """The batches read in this thread (``threads`` 0; ``split``, if given, adds up the seconds spent
+        reading and those spent in the consumer) or by ``threads`` background threads."""
+        if threads > 0:
+            yield from self.prefetched(reader, batches, threads, capacity)
+            return
         for indices in batches:
-            yield as_tensors(*read_batch(reader, indices, next_slot(ring, len(indices), layout, capacity), layout))
-        return
-    yield from prefetched(reader, batches, threads, max(batches_ahead, threads), layout, capacity)
+            start = time.perf_counter()
+            batch = as_tensors(*read_batch(reader, indices, self.slot(len(indices), capacity), self.layout))
+            handed = time.perf_counter()
+            yield batch
+            if split is not None:
+                split[0] += handed - start
+                split[1] += time.perf_counter() - handed
+
+    def prefetched(self, reader, batches, threads: int, capacity: int):
+        """``threads`` background threads keep up to ``batches_ahead + 1`` reads in flight; slots are taken
+        from the ring in this (the consumer's) thread, in batch order: batch ``i`` takes the slot of batch
+        ``i - batches_ahead - 2`` when the consumer asks for batch ``i - batches_ahead``, i.e. once it holds
+        the batch that followed (see the module's lifetime)."""
+        pending, todo = deque(), iter(batches)
+        with ThreadPoolExecutor(threads, thread_name_prefix="prefetch") as pool:
+
+            def submit_next() -> None:
+                indices = next(todo, None)
+                if indices is not None:
+                    out = self.slot(len(indices), capacity)
+                    pending.append(pool.submit(read_batch, reader, indices, out, self.layout))
+
+            try:
+                submit_next()
+                if pending and not self.layout.known():
+                    pending[0].result()  # learn the layout once, so that the batches ahead land in the ring
+                for _ in range(self.batches_ahead):
+                    submit_next()
+                while pending:
+                    yield as_tensors(*pending.popleft().result())
+                    submit_next()
+            finally:
+                for future in pending:
+                    future.cancel()
+                wait(pending)  # no thread may still write into a slot when this returns
 
 
-def prefetched(reader, batches, threads, batches_ahead, layout, capacity):
-    """Background threads keep up to ``batches_ahead`` reads in flight; slots are taken from the ring in
-    this (the consumer's) thread, in batch order: batch ``i`` lands in slot ``i % (batches_ahead + 2)``,
-    taken when batch ``i - batches_ahead - 1`` is handed out, i.e. after the consumer let go of batch
-    ``i - batches_ahead - 2``."""
-    ring, pending, todo = BatchRing(batches_ahead + 2), deque(), iter(batches)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="prefetch")
-
-    def submit_next() -> None:
-        indices = next(todo, None)
-        if indices is not None:
-            out = next_slot(ring, len(indices), layout, capacity)
-            pending.append(pool.submit(read_batch, reader, indices, out, layout))
-
-    try:
-        submit_next()
-        if pending and not layout.known():
-            pending[0].result()  # learn the layout once, so that the batches ahead land in the ring
-        for _ in range(batches_ahead):
-            submit_next()
-        while pending:
-            yield as_tensors(*pending.popleft().result())
-            submit_next()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def batches_of(reader, batches, threads: int = 0, batches_ahead: int = BATCHES_AHEAD, layout: Layout = None):
+    """One epoch of a fresh :class:`Prefetcher` (a loader keeps one across epochs instead)."""
+    return Prefetcher(threads, batches_ahead, layout)(reader, batches)

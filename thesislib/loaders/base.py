@@ -20,30 +20,30 @@ Parameters common to every loader (documented once, as FFCV does):
 The batch loader (:class:`FormatLoader`, one per format with a reader) reads a whole batch in one call of
 the format's reader. What ``num_workers`` means depends on the reader:
 
-* readers whose work releases the GIL (:meth:`~thesislib.stores.base.Reader.reads_in_threads`: ``numpy``'s
-  gather, ``hdf5`` through its memory map, ``zarr``'s chunk decode, ``files``' image decoders, on local
-  stores): ``num_workers`` *threads* of this process read up to :data:`BATCHES_AHEAD` batches ahead
-  (:func:`thesislib.kernels.prefetch.batches_of`), sharing the reader's open files. Why threads: worker
-  processes are started anew every epoch and pass each batch through shared memory, a cost several times
-  the read itself for the fast formats; threads share the memory map or the decoders' output buffer and
-  pass nothing. For the fastest formats on a small machine the hand-off between threads still costs more
-  than the copy it spreads, so 0 workers can read fastest there. ``python benchmarks/peers.py`` prints
-  these rows side by side (``thesislib`` with 0 and 2 workers, the ``kernel`` prototypes, and the
-  ``pytorch`` rows whose workers are processes);
+* readers whose work releases the GIL and that write into a given buffer
+  (:meth:`~thesislib.stores.base.Reader.reads_in_threads`: ``numpy``'s gather, ``hdf5`` and ``zarr``
+  through their memory maps, ``files``' image decoders, on local stores): the loader's
+  :class:`~thesislib.kernels.prefetch.Prefetcher` reads every batch into its ring, in this process, with
+  *at most* ``num_workers`` background threads ahead of the training loop, sharing the reader's open
+  files. How many it uses (none, one, ``num_workers``) it measures over the first batches, the training
+  loop's own time included: threads pay only when they overlap the loop's work; with nothing to overlap,
+  handing each batch between threads costs more than reading it where it is used. Why threads and not
+  worker processes: those are started anew every epoch and pass each batch through shared memory, a cost
+  several times the read itself for the fast formats. ``python benchmarks/peers.py`` prints these rows
+  side by side (0 and 2 workers, and the ``pytorch`` rows whose workers are processes);
 * every other reader (h5py without a memory map, stores at a URL, LMDB, Parquet, ...), and any loader asked
   for ``pin_memory`` on a GPU machine: PyTorch worker *processes* through :class:`ReaderDataset` and a
   ``DataLoader`` (``batch_size=None``, the batch list as ``sampler``), so ``num_workers`` and
   ``pin_memory`` mean what they mean in PyTorch. Files are opened lazily in each worker: an HDF5 handle
-  opened before a fork breaks reads.
+  opened before a fork breaks reads. With ``num_workers=0`` and no pinning the batches are read in a plain
+  loop (same batches, less overhead).
 
-With ``num_workers=0`` and no pinning the batches are read in a plain loop (same batches, less overhead).
 Threads or processes, the batches and their order are the same.
 
-A batch may live in a reused buffer (:class:`~thesislib.stores.gather.BatchRing`), with a stated lifetime
-(no reference counting): read in the plain loop, it stays valid while fewer than 3 further batches have
-been drawn from the same loader; read by threads (a ring of ``BATCHES_AHEAD + 2`` slots), until 2 further
-batches were drawn. The training loop consumes each batch before it draws the next; copy a batch
-(``clone()``) to keep it longer.
+A batch read into the ring (first kind) lives in a reused buffer
+(:class:`~thesislib.stores.gather.BatchRing`, one per loader, ``BATCHES_AHEAD + 2`` slots) with a stated
+lifetime (no reference counting): it stays valid while the next batch is drawn from the same loader. The
+training loop consumes each batch before it draws the next; copy a batch (``clone()``) to keep it longer.
 """
 
 import abc
@@ -54,9 +54,7 @@ from thesislib.datasets import SPLITS
 from thesislib.distributed import rank_and_world
 from thesislib.errors import ThesisError, choose
 from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
-from thesislib.stores.gather import BatchRing, gather, gather_pool  # noqa: F401  (loaders gather with these)
-
-BATCHES_AHEAD = 2  # batches the reading threads prepare ahead of the training loop (as FFCV's default)
+from thesislib.kernels.prefetch import BATCHES_AHEAD, Layout, Prefetcher
 
 
 class Loader(abc.ABC):
@@ -135,6 +133,7 @@ class FormatLoader(Loader):
         super().__init__(store, split, **kwargs)
         self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
+        self.prefetcher = None  # made when a first epoch is read into the ring (see prefetched)
 
     def make_reader(self):
         """The reader of this loader's split (the store's format's reader)."""
@@ -149,28 +148,26 @@ class FormatLoader(Loader):
 
     def __iter__(self):
         if self.reads_in_threads():
-            yield from self.threaded_batches()
+            yield from self.prefetched()
             return
         yield from iterate(batch_dataloader(self.dataset, self.batches(), self.num_workers, self.pin_memory))
 
     def reads_in_threads(self) -> bool:
-        """True: ``num_workers`` background threads read this epoch (no pinning asked on a GPU machine, and
-        the reader's work releases the GIL; see the module docstring)."""
-        pinning = self.pin_memory and torch.cuda.is_available()
-        if self.num_workers == 0 or pinning:
+        """True: this epoch's batches are read into the loader's ring by its prefetcher (no pinning asked on
+        a GPU machine, and the reader's work releases the GIL; see the module docstring)."""
+        if self.pin_memory and torch.cuda.is_available():
             return False
-        self.dataset.reader.opened()  # here, before the threads share it
+        self.dataset.reader.opened()  # here, before threads share it
         return self.dataset.reader.reads_in_threads()
 
-    def threaded_batches(self):
-        """This epoch's batches read ahead by ``num_workers`` threads into a ring of
-        ``BATCHES_AHEAD + 2`` slots (:func:`thesislib.kernels.prefetch.batches_of`)."""
-        from thesislib.kernels.prefetch import Layout, batches_of
-
+    def prefetched(self):
+        """This epoch's batches read into the ring by the loader's one
+        :class:`~thesislib.kernels.prefetch.Prefetcher` (kept across epochs, with its ring and its measured
+        thread count)."""
         reader = self.dataset.reader
-        layout = Layout(reader.shape[1:], reader.dtype)
-        yield from batches_of(reader, self.batches(), threads=self.num_workers, batches_ahead=BATCHES_AHEAD,
-                              layout=layout)
+        if self.prefetcher is None:
+            self.prefetcher = Prefetcher(self.num_workers, BATCHES_AHEAD, Layout(reader.shape[1:], reader.dtype))
+        return self.prefetcher(reader, self.batches())
 
     def close(self) -> None:
         self.dataset.close()

@@ -4,8 +4,10 @@ Reads an npy store. Before reading it checks that the split fits with a margin (
 available RAM, the host's or the memory cgroup's limit minus its usage, whichever is smaller;
 :data:`VRAM_SHARE` of the free GPU memory) and refuses with a ThesisError otherwise. Batches
 are then gathered from the resident tensor on its device; ``num_workers`` is not used (nothing to read).
-On the CPU, ``pin_memory`` (with a CUDA GPU present) copies each batch into page-locked memory, as
-PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
+On the CPU a batch is the ``numpy`` loader's gather (:class:`~thesislib.kernels.gather.Gather`, its thread
+count measured per batch size) into one ring of batch buffers (a batch stays valid while the next is
+drawn, as the ``numpy`` loader's); ``pin_memory`` (with a CUDA GPU present) copies each batch into
+page-locked memory, as PyTorch's DataLoader does. ``close()`` frees the split; the next iteration reads it again (inside that
 epoch: so ``bench --cold`` charges every epoch the read of the split from the disk).
 """
 
@@ -14,7 +16,10 @@ import psutil
 import torch
 
 from thesislib.errors import ThesisError
-from thesislib.loaders.base import BatchRing, Loader, gather
+from thesislib.kernels.gather import Gather
+from thesislib.kernels.prefetch import BATCHES_AHEAD
+from thesislib.loaders.base import Loader
+from thesislib.stores.gather import BatchRing
 
 RAM_SHARE = 0.8    # of the RAM available now
 VRAM_SHARE = 0.9   # of the GPU memory free now
@@ -95,7 +100,10 @@ def load_split(store, split, device) -> tuple:
     """(images, labels) tensors of a whole split on ``device``, read slice by slice from the store's
     memory-mappable split (the format's ``mapped_split``)."""
     source, labels = store.format.mapped_split(store, split, mmap_mode="c")
-    images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
+    if device.type == "cpu":  # NumPy asks for transparent huge pages for large arrays: a random gather then
+        images = torch.from_numpy(np.empty(source.shape, dtype=source.dtype))  # misses the TLB less often
+    else:
+        images = torch.empty(source.shape, dtype=getattr(torch, store.dtype), device=device)
     for start in range(0, len(source), SLICE):
         images[start:start + SLICE].copy_(torch.from_numpy(source[start:start + SLICE]))
     del source
@@ -111,6 +119,7 @@ class MemoryLoader(Loader):
         super().__init__(store, split, **kwargs)
         self.images = self.labels = None
         self.pin = self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available()
+        self.gather, self.ring = Gather(), BatchRing(BATCHES_AHEAD + 2)
         self.load()  # now, so that the set-up, not the first epoch, pays for it
 
     def load(self) -> None:
@@ -118,18 +127,20 @@ class MemoryLoader(Loader):
         if self.images is None:
             check_fits(self.store, self.split, self.device)
             self.images, self.labels = load_split(self.store, self.split, self.device)
-            self.buffers = BatchRing()  # a batch is valid until 3 more were drawn (see BatchRing)
 
     def __iter__(self):
         self.load()
-        for batch in self.batches():
-            if self.device.type == "cpu":  # the numpy loader's gather (see base.gather)
-                images = torch.from_numpy(gather(self.images.numpy(), batch, self.buffers))
-                yield (images.pin_memory() if self.pin else images), self.labels[batch]
-            else:
+        if self.device.type != "cpu":
+            for batch in self.batches():
                 index = torch.from_numpy(batch).to(self.device)
                 yield self.images.index_select(0, index), self.labels.index_select(0, index)
+            return
+        images, labels = self.images.numpy(), self.labels.numpy()
+        for batch in self.batches():
+            out = self.ring.take((len(batch), *images.shape[1:]), images.dtype)
+            batch_images = torch.from_numpy(self.gather(images, batch, out))
+            yield (batch_images.pin_memory() if self.pin else batch_images), torch.from_numpy(labels[batch])
 
     def close(self) -> None:
         """Free the split (the next iteration reads it again)."""
-        self.images = self.labels = self.buffers = None
+        self.images = self.labels = None

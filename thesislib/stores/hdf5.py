@@ -19,8 +19,6 @@ import numpy as np
 from thesislib import remote
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, quote
-from thesislib.stores.gather import BatchRing, batch_buffer
-from thesislib.stores.npy import measured_gather
 
 KIND = "hdf5"
 STORES = [StoreSpec("hdf5", KIND, "uint8")]
@@ -98,14 +96,16 @@ def open_split(path, split, shape=None):
 class Hdf5Reader(Reader):
     """A local store's contiguous, unfiltered images (the layout this store writes) read through a
     read-only memory map at the dataset's offset (:func:`thesislib.kernels.hdf5map.contiguous_map`, h5py's
-    public ``DatasetID.get_offset()``): a batch is one gather of its rows into a ring of batch buffers, as
-    ``numpy``'s. Any other layout, and a store at a URL, is read through h5py (one point selection)."""
+    public ``DatasetID.get_offset()``): a batch is one gather of its rows (:class:`~thesislib.kernels.gather.
+    Gather`, as ``numpy``'s) into the given buffer. Any other layout, and a store at a URL, is read through
+    h5py (one point selection)."""
 
     def __init__(self, store, split):
+        from thesislib.kernels.gather import Gather
+
         super().__init__(store, split)
         self.file = remote.join(self.path, FILE)
-        self.ring = BatchRing()
-        self.gather = measured_gather()
+        self.gather = Gather()
 
     def open(self):
         file, images, labels = open_split(self.file, self.split, self.shape)
@@ -131,7 +131,6 @@ class Hdf5Reader(Reader):
     def read_from(self, handle, indices, out=None):
         _, images, labels = handle
         if isinstance(images, np.ndarray):
-            out = batch_buffer(self.ring, (len(indices), *images.shape[1:]), images.dtype, out)
             return self.gather(images, indices, out), labels[indices]
         try:
             batch = images[indices]
@@ -148,9 +147,6 @@ class Hdf5Reader(Reader):
 
     def close_handle(self, handle) -> None:
         handle[0].close()
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
 
 
 def reader(store, split: str) -> Hdf5Reader:

@@ -5,10 +5,10 @@ half of float32, and a rounding error below 2**-11 relative). Written in slices 
 writable memory map, which dies of SIGBUS on a full disk), so a split larger than memory converts too.
 
 Read as a memory map; a batch is one gather of its sorted rows (:class:`thesislib.kernels.gather.Gather`:
-``np.take``, one memcpy per row, on the number of threads measured fastest for the batch's size, into a
-ring of batch buffers). The
-whole split being one mappable array, :func:`mapped_split` and :func:`images_file` are what the
-``memory``, ``cupy`` and ``dali`` loaders ask for.
+``np.take``, one memcpy per row, on the number of threads measured fastest for the batch's size) into the
+buffer the loader gives (a slot of its ring), else into a new array. The whole split being one mappable
+array, :func:`mapped_split` and :func:`images_file` are what the ``memory``, ``cupy`` and ``dali`` loaders
+ask for.
 """
 
 import hashlib
@@ -18,7 +18,6 @@ import numpy as np
 
 from thesislib.errors import ThesisError
 from thesislib.stores.base import Reader, StoreSpec, damaged
-from thesislib.stores.gather import BatchRing, batch_buffer
 
 KIND = "npy"
 STORES = [StoreSpec("npy-uint8", KIND, "uint8"), StoreSpec("npy-float16", KIND, "float16"),
@@ -98,13 +97,14 @@ def images_file(store, split: str) -> Path:
 
 
 class NpyReader(Reader):
-    """Batches of a split gathered from its memory map into a ring of batch buffers."""
+    """Batches of a split gathered from its memory map into the given buffer (else a new array)."""
 
     def __init__(self, store, split):
+        from thesislib.kernels.gather import Gather
+
         super().__init__(store, split)
         self.images_path, self.labels_path = images_path(store.path, split), labels_path(store.path, split)
-        self.ring = BatchRing()
-        self.gather = measured_gather()
+        self.gather = Gather()
 
     def open(self):
         images = open_npy(self.images_path, self.shape, self.dtype)
@@ -113,22 +113,10 @@ class NpyReader(Reader):
 
     def read_from(self, handle, indices, out=None):
         images, labels = handle
-        out = batch_buffer(self.ring, (len(indices), *images.shape[1:]), images.dtype, out)
         return self.gather(images, indices, out), labels[indices]
 
     def reads_in_threads(self) -> bool:
         return True  # np.take releases the GIL; the memory map is shared
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "ring": None}  # see BatchRing: a worker reads into fresh arrays
-
-
-def measured_gather():
-    """A :class:`thesislib.kernels.gather.Gather`: ``np.take`` into the batch buffer on the number of threads
-    that its first batches of each size measured fastest in this process."""
-    from thesislib.kernels.gather import Gather
-
-    return Gather()
 
 
 def reader(store, split: str) -> NpyReader:

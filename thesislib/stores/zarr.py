@@ -1,26 +1,29 @@
 """The Zarr store: ``data.zarr``, a Zarr v3 group with arrays ``<split>/images`` and ``<split>/labels``.
 
-Layout, chosen for batch reads of shuffled samples: one sample per chunk, so a batch decompresses only the
-samples it asks for, and chunk keys joined with "." (``c.<i>.0.0.0``), so each sample is one file in the
-split's folder rather than four nested folders. Zarr v3's sharding codec (many chunks in one file) was
-measured and rejected: shuffled CIFAR-sized samples read from shards far slower than from plain chunks,
-because every chunk then costs a shard-index lookup and a ranged read. The
-price is paid on disk for tiny samples: a 32x32 CIFAR image (3 KiB) takes a whole 4 KiB file-system block,
-so the CIFAR-10 store is ~1.8x its data; at 64x64 and above it is a few per cent. Compression: Zstandard
-level 1, fast to decode; photo pixels shrink little, flat regions more.
+Layout, chosen for batch reads of shuffled samples: the images are *sharded* (Zarr v3's sharding codec)
+along the sample axis, :data:`SHARD_BYTES` of samples per shard file, and each inner chunk is one sample,
+stored uncompressed (every sample written, even an all-zero one, so each shard is complete). Why:
 
-A batch of a local store is read by :mod:`thesislib.kernels.zarrchunks`: the batch's chunk files, named by
-the array's own chunk key encoding, read and Zstandard-decoded by a few threads straight into the batch
-buffer (the same codec zarr calls; an absent chunk is the fill value, and :class:`ZarrReader` refuses a
-store whose manifest lists a chunk that is missing). Why not zarr's own read: its asyncio codec pipeline
-costs a fixed Python overhead per chunk that outweighs decoding a small sample, and raising its
-concurrency leaves that cost in place; why not several samples per chunk: a shuffled batch rarely holds
-two samples of one chunk, so each sample still costs a whole chunk's decode. ``python
-benchmarks/zarr_layouts.py`` measures all of these plans on the same shuffled batches and prints their
-ratios (``python benchmarks/peers.py --only zarr`` the loader beside the others). A store at a URL, or an
-array of another layout, is read through zarr (one orthogonal selection per batch; its codec pipeline is
-told to decode a whole batch of chunks per call, ``codec_pipeline.batch_size``). Opened lazily in the
-process that reads.
+* one sample per inner chunk: a shuffled batch touches scattered samples; any chunk holding several would
+  be read (and decoded) whole for one of them. Zarr's own reader fetches an inner chunk by its byte range
+  in the shard, so plain ``zarr.open`` reads a sample without reading its neighbours;
+* shards: one file per sample (the layout of stores written before) costs a file open per sample and a
+  whole file-system block for a small image; a few large files cost neither;
+* uncompressed: photo pixels shrink little without loss and every read would pay the decode; and with
+  fixed-size uncompressed inner chunks written in order, a shard's samples are one run of rows after its
+  (checksummed) index: :class:`ZarrReader` maps each shard read-only and gathers a batch as ``numpy``
+  does (:class:`thesislib.kernels.zarrchunks.MappedShards`, which reads the shard index as the sharding
+  specification lays it out and checks its CRC32C).
+
+Why not zarr's own read for a local store: its asyncio codec pipeline costs a fixed Python overhead per
+chunk that outweighs copying a small sample, and raising its ``async.concurrency`` leaves that cost in
+place; several samples per chunk read through zarr decode a whole chunk for each sample of a shuffled batch.
+``python benchmarks/zarr_layouts.py`` measures these plans on the same shuffled batches and prints their
+ratios (``python benchmarks/peers.py --only zarr`` the loader beside the others). A store written in the
+earlier layout (one Zstandard-compressed sample per chunk file) is read by
+:class:`thesislib.kernels.zarrchunks.ChunkReader`; a store at a URL, or an array of any other layout,
+through zarr (one orthogonal selection per batch; its codec pipeline told to decode a whole batch of
+chunks per call, ``codec_pipeline.batch_size``). Opened lazily in the process that reads.
 """
 
 import os
@@ -39,28 +42,36 @@ STORES = [StoreSpec("zarr", KIND, "uint8")]
 LOADER = "zarr"
 READS_URLS = True  # read straight from a store at a URL (thesislib.remote)
 FOLDER = "data.zarr"
-SLICE = 4096  # samples written at a time
+SHARD_BYTES = 64 * 2**20  # bytes of samples per shard file (fewer samples if the split is smaller)
 CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
+def samples_per_shard(shape) -> int:
+    """Samples in one shard of a split of ``shape`` (N, H, W, 3) uint8: about :data:`SHARD_BYTES`."""
+    return max(1, min(int(shape[0]), SHARD_BYTES // max(1, int(np.prod(shape[1:])))))
+
+
 def layout(spec, shape) -> dict:
-    return {"chunks": [1, *shape[1:]], "shards": None, "chunk_key_separator": ".",
-            "compressor": "zstd level 1",
-            "why": "one sample per chunk: a shuffled batch decompresses only its own samples; no shards: "
-                   "zarr reads plain chunks about 3x faster than chunks inside shards"}
+    return {"settings": "sharded, one uncompressed sample per inner chunk",
+            "chunks": [1, *shape[1:]], "shards": [samples_per_shard(shape), *shape[1:]],
+            "chunk_key_separator": ".", "compressor": None,
+            "why": "one uncompressed sample per inner chunk: a shuffled batch reads only its own samples, "
+                   "each one run of bytes; shards: a few large files instead of a file per sample, each "
+                   "shard's samples one run of rows that thesislib maps and gathers as numpy's"}
 
 
 def write_split(store_dir: Path, spec, split: str, images, labels, classes=None, progress=None) -> dict:
     import zarr
-    from zarr.codecs import ZstdCodec
 
     try:
         group = zarr.open_group(Path(store_dir) / FOLDER, mode="a", zarr_format=3)
+        per_shard = samples_per_shard(images.shape)
         out = group.create_array(f"{split}/images", shape=images.shape, dtype="uint8",
-                                 chunks=(1, *images.shape[1:]), chunk_key_encoding=CHUNK_KEYS,
-                                 compressors=ZstdCodec(level=1))
-        for start in range(0, len(images), SLICE):
-            block = np.asarray(images[start:start + SLICE])
+                                 chunks=(1, *images.shape[1:]), shards=(per_shard, *images.shape[1:]),
+                                 chunk_key_encoding=CHUNK_KEYS, compressors=None,
+                                 config={"write_empty_chunks": True})
+        for start in range(0, len(images), per_shard):  # whole shards: each written once
+            block = np.asarray(images[start:start + per_shard])
             out[start:start + len(block)] = block
             if progress is not None:
                 progress.update(len(block))
@@ -120,36 +131,48 @@ def is_decode_error(exc: BaseException) -> bool:
 
 
 class ZarrReader(Reader):
+    """A local store's images as mapped shards gathered into the given buffer (the layout this store writes),
+    or as one-sample chunk files decoded by threads (the layout written before); any other layout, and a
+    store at a URL, through zarr."""
+
     def __init__(self, store, split):
+        from thesislib.kernels.gather import Gather
+
         super().__init__(store, split)
         self.folder = remote.join(self.path, FOLDER)
+        self.gather = Gather()
         # every chunk file the manifest lists must be there: zarr reads a missing chunk as zeros
         self.absent = missing_listed_files(store, f"{FOLDER}/{split}/")
 
     def open(self):
         images, labels = open_split(self.folder, self.split, self.shape)
         labels = self.checked_labels(remote.join(self.folder, self.split, "labels"), labels)
-        return self.chunk_reader() or images, labels
+        if self.absent is not None:  # after the arrays' shapes are checked, before a shard is mapped
+            raise self.absent
+        return self.fast_images() or images, labels
 
-    def chunk_reader(self):
-        """A :class:`~thesislib.kernels.zarrchunks.ChunkReader` of a local store's images of the layout
-        this store writes; None (read through zarr) for a URL or another layout."""
-        from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan
+    def fast_images(self):
+        """:class:`~thesislib.kernels.zarrchunks.MappedShards` or a
+        :class:`~thesislib.kernels.zarrchunks.ChunkReader` of a local store's images of a layout they read;
+        None (read through zarr) for a URL or another layout."""
+        from thesislib.kernels.zarrchunks import ChunkReader, chunk_plan, mapped_shards
 
         if remote.is_url(self.folder):
             return None
-        plan = chunk_plan(Path(self.folder) / self.split / "images")
+        folder = Path(self.folder) / self.split / "images"
+        shards = mapped_shards(folder)
+        if shards is not None:
+            return shards
+        plan = chunk_plan(folder)
         return None if plan is None else ChunkReader(plan)
 
-    def check(self) -> None:
-        """Also: a chunk file that the manifest lists is missing (after the arrays' shapes are checked)."""
-        super().check()
-        if self.absent is not None:
-            raise self.absent
-
     def read_from(self, handle, indices, out=None):
+        from thesislib.kernels.zarrchunks import ChunkReader, MappedShards
+
         images, labels = handle
-        if not hasattr(images, "get_orthogonal_selection"):  # a ChunkReader
+        if isinstance(images, MappedShards):
+            return self.gather(images, indices, out), labels[indices]
+        if isinstance(images, ChunkReader):
             batch = np.empty((len(indices), *self.shape[1:]), np.uint8) if out is None else out
             return images(indices, batch), labels[indices]
         batch = self.zarr_read(images, indices)
@@ -171,7 +194,7 @@ class ZarrReader(Reader):
                               "is corrupt; delete its folder and run prepare again") from exc
 
     def reads_in_threads(self) -> bool:
-        return not hasattr(self.opened()[0], "get_orthogonal_selection")  # chunk decode releases the GIL
+        return not hasattr(self.opened()[0], "get_orthogonal_selection")  # mapped shards or chunk decode
 
     def close_handle(self, handle) -> None:
         pass
