@@ -22,7 +22,8 @@ the format's reader. What ``num_workers`` means depends on the reader:
 
 * readers whose work releases the GIL and that write into a given buffer
   (:meth:`~thesislib.stores.base.Reader.reads_in_threads`: ``numpy``'s gather, ``hdf5`` and ``zarr``
-  through their memory maps, ``files``' image decoders, on local stores): the loader's
+  through their memory maps, the image decoders of ``files``, ``tfrecord`` and ``parquet``, ``lmdb``'s
+  read-only transactions, on local stores): the loader's
   :class:`~thesislib.kernels.prefetch.Prefetcher` reads every batch into its ring, in this process, with
   *at most* ``num_workers`` background threads ahead of the training loop, sharing the reader's open
   files. How many it uses (none, one, ``num_workers``) it measures over the first batches, the training
@@ -30,8 +31,12 @@ the format's reader. What ``num_workers`` means depends on the reader:
   handing each batch between threads costs more than reading it where it is used. Why threads and not
   worker processes: those are started anew every epoch and pass each batch through shared memory, a cost
   several times the read itself for the fast formats. ``python benchmarks/peers.py`` prints these rows
-  side by side (0 and 2 workers, and the ``pytorch`` rows whose workers are processes);
-* every other reader (h5py without a memory map, stores at a URL, LMDB, Parquet, ...), and any loader asked
+  side by side (0 and 2 workers, and the ``pytorch`` rows whose workers are processes). Independently of
+  ``num_workers``, a reader may split *one batch* over the machine's cores where that measured faster (the
+  gather's copy, :class:`~thesislib.kernels.gather.Gather`; the image decoders in the reading thread,
+  :func:`thesislib.kernels.jpeg.batch_threads`), as DALI's ``num_threads`` does: with 0 workers such a
+  loader can still use both cores of a 2-core machine (its ``cpu_util_pct`` shows it);
+* every other reader (h5py without a memory map, stores at a URL, ...), and any loader asked
   for ``pin_memory`` on a GPU machine: PyTorch worker *processes* through :class:`ReaderDataset` and a
   ``DataLoader`` (``batch_size=None``, the batch list as ``sampler``), so ``num_workers`` and
   ``pin_memory`` mean what they mean in PyTorch. Files are opened lazily in each worker: an HDF5 handle
@@ -50,10 +55,10 @@ import abc
 
 import torch
 
-from thesislib.datasets import SPLITS
+from thesislib.datasets import SPLITS, check_seed
 from thesislib.distributed import rank_and_world
 from thesislib.errors import ThesisError, choose
-from thesislib.loaders.sampler import batch_count, check_batch_size, check_seed, check_whole, epoch_batches
+from thesislib.loaders.sampler import batch_count, check_batch_size, check_whole, epoch_batches
 from thesislib.kernels.prefetch import BATCHES_AHEAD, Layout, Prefetcher
 
 
