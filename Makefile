@@ -41,7 +41,7 @@ CHECK_TREE = after="$$($(TREE_STATUS))"; if [ "$$before" != "$$after" ]; then \
 # leaves that folder out. RUN_ARGS passes options on, e.g. RUN_ARGS="--max-minutes 55" or "--plan-only".
 RUN_ARGS ?=
 run: TREE_STATUS = $(GIT_STATUS_RUN)
-run: $(STAMP)
+run: $(STAMP) system-deps
 	@before="$$($(TREE_STATUS))"; $(BIN)/python scripts/run_study.py --profile $(PROFILE) $(RUN_ARGS); \
 	status=$$?; $(CHECK_TREE); exit $$status
 
@@ -66,15 +66,17 @@ install-gpu: $(STAMP)
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests $(PYTEST_ARGS)
 
-# Programs the tests start that pip cannot install: nginx (tests/test_remote.py serves stores over HTTP with
-# it). Installed from the distribution's packages only when missing (needs root, or sudo without a password);
-# where that fails the HTTP tests skip with the reason (in CI, where the CI variable is set, they fail).
+# What pip cannot install: nginx (tests/test_remote.py serves stores over HTTP with it) and libturbojpeg (the
+# compiled JPEG batch loop, thesislib/kernels/turbojpeg.py). Installed from the distribution's packages only
+# when missing (needs root, or sudo without a password); where that fails the HTTP tests skip with the reason
+# and JPEG stores are decoded by simplejpeg (in CI, where the CI variable is set, those tests fail).
+SYSTEM_PACKAGES := nginx-light libturbojpeg0
 .PHONY: system-deps
 system-deps:
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	@{ { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } && ldconfig -p | grep -q libturbojpeg.so.0; } || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q nginx-light; } || \
-	  echo "warning: could not install nginx-light (apt-get needs root): the HTTP tests will not run"
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SYSTEM_PACKAGES); } || \
+	  echo "warning: could not install $(SYSTEM_PACKAGES) (apt-get needs root): the HTTP tests will not run and JPEG reads are slower"
 
 # JupyterLab on the notebooks, with the URL (and its token) printed first. As root (containers, cloud
 # machines) it needs --allow-root and opens no browser. `make lab LAB_IP=0.0.0.0` to reach it from outside.

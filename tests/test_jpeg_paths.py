@@ -1,7 +1,9 @@
 """The fast image paths give the reference decode's pixels in the sampler's order: ``tfrecord`` (memory-mapped
-shards, a record plan, simplejpeg into the batch) and ``files`` (os-level reads, simplejpeg for JPEG, NumPy for
-BMP), against Pillow decoding the same bytes; the decoders' edge cases fall back to Pillow."""
+shards, a record plan, TurboJPEG from Numba or simplejpeg into the batch) and ``files`` (os-level reads, the same
+JPEG decoders, NumPy for BMP), against Pillow decoding the same bytes; the decoders' edge cases and hostile
+bytes fall back to Pillow, which names the file."""
 
+import os
 import io
 import struct
 import threading
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thesislib.kernels import jpeg
-from thesislib.kernels.imagefiles import ReadSize, bmp_into
+from thesislib.errors import ThesisError
+from thesislib.kernels import jpeg, turbojpeg
+from thesislib.kernels.imagefiles import FileDecoder, ReadSize, bmp_into
+from thesislib.kernels.parts import Parts
 from thesislib.loaders import make_loader
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.prepare import prepare
@@ -62,23 +66,44 @@ def test_the_fast_path_gives_pillows_pixels_of_the_same_bytes_in_the_samplers_or
     np.testing.assert_array_equal(images, expected[order])
 
 
-def test_the_files_loader_decodes_jpeg_with_simplejpeg_and_bmp_with_numpy(data_dir):
-    assert open_store(data_dir, "cifar10", "files-jpeg").reader("train").decode.decoder == "simplejpeg"
+def test_the_files_loader_decodes_jpeg_with_the_compiled_loop_where_it_can_and_bmp_with_numpy(data_dir):
+    expected = "turbojpeg" if turbojpeg.available() else "simplejpeg"
+    assert open_store(data_dir, "cifar10", "files-jpeg").reader("train").decode.decoder == expected
     assert open_store(data_dir, "cifar10", "files-bmp").reader("train").decode.decoder == "bmp"
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="outside CI a missing libturbojpeg only slows JPEG reads")
+def test_ci_installs_what_the_compiled_jpeg_loop_needs():
+    assert turbojpeg.unavailable_reason() is None, turbojpeg.unavailable_reason()
+
+
+needs_turbojpeg = pytest.mark.skipif(not turbojpeg.available(), reason=str(turbojpeg.unavailable_reason()))
+
+
+def jpeg_bytes(size=(32, 32), subsampling="4:2:0", progressive=False, mode="RGB", seed=0) -> bytes:
+    rng = np.random.default_rng(seed + sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, subsampling=subsampling, progressive=progressive)
+    return buffer.getvalue()
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 17)])
 @pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:2", "4:2:0"])
 @pytest.mark.parametrize("progressive", [False, True])
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-def test_the_exact_jpeg_decode_equals_pillow_for_every_layout_pillow_writes(size, subsampling, progressive, mode):
-    rng = np.random.default_rng(sum(size))
-    image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90, subsampling=subsampling, progressive=progressive)
-    data = buffer.getvalue()
-    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def test_the_exact_jpeg_decodes_equal_pillow_for_every_layout_pillow_writes(size, subsampling, progressive, mode):
+    data = jpeg_bytes(size, subsampling, progressive, mode)
+    expected = pillow_pixels(data)
     np.testing.assert_array_equal(jpeg.decode_jpeg_into(data, np.empty_like(expected)), expected)
+    if turbojpeg.available():
+        out = np.zeros((2, *expected.shape), np.uint8)
+        assert turbojpeg.decode_rows([data, data], out).tolist() == [0, 0]
+        np.testing.assert_array_equal(out, np.stack([expected, expected]))
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 3), (64, 64, 3)])
@@ -87,6 +112,52 @@ def test_the_exact_jpeg_decode_refuses_an_image_of_another_size(shape):
     Image.new("RGB", (32, 32)).save(buffer, format="JPEG")
     with pytest.raises(ValueError):
         jpeg.decode_jpeg_into(buffer.getvalue(), np.empty(shape, np.uint8))
+
+
+@needs_turbojpeg
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_compiled_loop_decodes_good_rows_exactly_and_refuses_hostile_ones_without_overflowing(threads):
+    good = [jpeg_bytes(seed=seed) for seed in range(6)]
+    hostile = {1: good[1][:60], 2: b"", 3: b"\xff\xd8" + bytes(range(256)) * 2, 4: jpeg_bytes((64, 64))}
+    datas = [hostile.get(row, data) for row, data in enumerate(good)]
+    out = np.full((len(datas), 32, 32, 3), 7, np.uint8)
+    status = turbojpeg.decode_batch(Parts(threads), datas, out, threads)
+    assert [row for row, value in enumerate(status.tolist()) if value] == [1, 2, 3, 4]
+    for row in (0, 5):
+        np.testing.assert_array_equal(out[row], pillow_pixels(good[row]))
+    assert (out[4] == 7).all()  # a larger image is never decoded into a row it would overflow
+
+
+@needs_turbojpeg
+def test_the_compiled_loop_refuses_a_buffer_it_cannot_write():
+    with pytest.raises(ValueError, match="C-ordered"):
+        turbojpeg.decode_rows([jpeg_bytes()], np.empty((1, 32, 32, 3), np.float32))
+    assert not turbojpeg.fits(np.empty((2, 32, 32, 3), np.uint8)[:, ::2])
+
+
+def test_a_batch_hands_the_rows_no_decoder_takes_to_the_callers_fallback():
+    datas = [jpeg_bytes(seed=0), b"not a jpeg", jpeg_bytes((16, 16)), jpeg_bytes(seed=3)]
+    out, refused = np.zeros((4, 32, 32, 3), np.uint8), []
+    jpeg.decode_batch(Parts(2), datas, out, lambda row, exc: refused.append(row))
+    assert sorted(refused) == [1, 2]
+    np.testing.assert_array_equal(out[[0, 3]], np.stack([pillow_pixels(datas[0]), pillow_pixels(datas[3])]))
+
+
+@pytest.mark.parametrize("decoder", ["turbojpeg", "simplejpeg"])
+def test_a_damaged_file_among_good_ones_is_named_and_the_rest_decode(tmp_path, decoder):
+    if decoder == "turbojpeg" and not turbojpeg.available():
+        pytest.skip(str(turbojpeg.unavailable_reason()))
+    paths = [tmp_path / f"{seed}.jpg" for seed in range(5)]
+    for seed, path in enumerate(paths):
+        path.write_bytes(jpeg_bytes(seed=seed) if seed != 2 else b"\xff\xd8 truncated")
+    out = np.zeros((5, 32, 32, 3), np.uint8)
+    with pytest.raises(ThesisError, match="2.jpg"):
+        FileDecoder(decoder, threads=1)([str(path) for path in paths], out)
+    refused = []
+    FileDecoder(decoder, threads=1)([str(path) for path in paths], out, lambda path, row: refused.append(path))
+    assert refused == [str(paths[2])]
+    for row in (0, 1, 3, 4):
+        np.testing.assert_array_equal(out[row], pillow_pixels(paths[row].read_bytes()))
 
 
 def bmp_bytes(image: Image.Image) -> bytes:

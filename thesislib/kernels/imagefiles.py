@@ -11,8 +11,10 @@ decode), and the reads and the JPEG and PNG decodes release the GIL, so a few th
 once (how many: :func:`thesislib.kernels.jpeg.batch_threads`). The choices below were measured per file on
 the stores' images (``benchmarks/peers.py`` and the ``files`` rows; the figures live in its output).
 
-* JPEG: libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
-  (:mod:`thesislib.kernels.jpeg`); cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
+* JPEG: libjpeg-turbo's TurboJPEG API called from a Numba-compiled loop over a part's files (no GIL held
+  while a part decodes, :mod:`thesislib.kernels.turbojpeg`) where the system library and Numba are there;
+  else libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
+  (:mod:`thesislib.kernels.jpeg`). Either is cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
   tensor per image), OpenCV (BGR, then a copy) and Pillow (a file object, an image object, a conversion).
 * PNG: OpenCV (``cv2.imdecode``, then ``cvtColor`` into the batch row; both release the GIL) where it is
   installed, for the 8-bit RGB PNG the store writes: faster than Pillow per file (the same zlib inflate,
@@ -32,7 +34,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from thesislib.errors import ThesisError
-from thesislib.kernels import jpeg
+from thesislib.kernels import jpeg, turbojpeg
 from thesislib.kernels.parts import Parts
 
 READ_SIZE = 1 << 12  # bytes a file's first read asks for, at first (a larger file raises it: ReadSize)
@@ -105,6 +107,7 @@ class Decoder:
     exact: bool           # Pillow's decoding settings (accurate DCT, fancy upsampling): Pillow's pixels
     note: str
     module: str = ""      # the optional package it needs
+    batched: bool = False  # decode_into takes a part's file bytes and rows at once and returns their status
 
 
 DECODERS = {
@@ -114,6 +117,10 @@ DECODERS = {
                    "and bottom-up BGR rows): the same bytes as Pillow's; other BMP variants go to Pillow"),
     "opencv-png": Decoder(opencv_png_into, ("png",), True, "OpenCV on the 8-bit RGB PNG the store writes "
                           "(lossless: Pillow's pixels); other PNG variants go to Pillow", "cv2"),
+    "turbojpeg": Decoder(turbojpeg.decode_rows, ("jpeg",), True,
+                         "libjpeg-turbo's TurboJPEG API from a Numba-compiled loop over a part's files, no GIL "
+                         "held (FFCV's way), Pillow's settings; the files it refuses go to simplejpeg, then "
+                         "Pillow. Needs the system's libturbojpeg and Numba", "numba", batched=True),
     "simplejpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
                           "libjpeg-turbo through simplejpeg, accurate DCT and fancy upsampling (Pillow's "
                           "settings); exact where it links the same libjpeg-turbo as Pillow: checked by the "
@@ -130,6 +137,8 @@ DECODERS = {
 
 def unavailable_reason(name: str):
     """None if decoder ``name`` can run here, else why not."""
+    if name == "turbojpeg":
+        return turbojpeg.unavailable_reason()
     module = DECODERS[name].module
     if not module:
         return None
@@ -187,11 +196,13 @@ class FileDecoder:
         self.parts = Parts(threads, "decode")
 
         self.decode_into = DECODERS[decoder].decode_into
+        self.batched = DECODERS[decoder].batched
         self.read_size = ReadSize()
 
     def decode_one(self, path, out: np.ndarray) -> None:
+        decode_into = jpeg.decode_jpeg_into if self.batched else self.decode_into  # a file turbojpeg refused
         try:
-            self.decode_into(self.read_size.read(path), out)
+            decode_into(self.read_size.read(path), out)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, RuntimeError) as exc:
             raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
                               "`python -m thesislib prepare` again") from exc
@@ -199,7 +210,11 @@ class FileDecoder:
     def decode_range(self, paths, out: np.ndarray, on_error=None) -> None:
         """Decode ``paths`` into the rows of ``out``; ``on_error(path, row)``, if given, is called for a file
         that does not decode (it decodes the row another way or raises), else a ThesisError names it."""
-        for path, row in zip(paths, out):
+        rows = list(out)
+        if self.batched and turbojpeg.fits(out):  # the part's files read, decoded in one call
+            refused = np.flatnonzero(self.decode_into([self.read_size.read(path) for path in paths], out))
+            paths, rows = [paths[row] for row in refused.tolist()], [out[row] for row in refused.tolist()]
+        for path, row in zip(paths, rows):  # one by one: the refused files, or every file
             try:
                 self.decode_one(path, row)
             except ThesisError:

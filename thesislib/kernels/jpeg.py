@@ -1,9 +1,11 @@
 """Decode a batch of JPEGs already in memory straight into the rows of one preallocated batch buffer.
 
 The bytes may be slices of a memory-mapped shard (``tfrecord``) or file contents (``files-jpeg``): no copy
-is made of them, and each image is decoded by libjpeg-turbo through ``simplejpeg`` into its row of the
-batch (``decode_jpeg(..., buffer=row)``, no intermediate array). The GIL is released while an image
-decodes, so a few threads decode one batch at once.
+is made of them. :func:`decode_batch` decodes a whole part of the batch per thread in one compiled loop
+(:mod:`thesislib.kernels.turbojpeg`: TurboJPEG called from Numba, no GIL held, FFCV's way) where the system's
+libturbojpeg and Numba are there; elsewhere, and for the rows that loop refuses, each image is decoded by
+libjpeg-turbo through ``simplejpeg`` into its row of the batch (``decode_jpeg(..., buffer=row)``, no
+intermediate array; the GIL is released while an image decodes, but taken for each image's Python call).
 
 Exact: accurate integer DCT and fancy upsampling, the settings Pillow (the stores' reference decode) uses,
 so the pixels are Pillow's (the tests compare them). A faster, approximate decode (fast DCT and plain
@@ -18,6 +20,8 @@ only make the threads wait on each other) or in a DataLoader worker process (PyT
 import threading
 
 import numpy as np
+
+from thesislib.kernels import turbojpeg
 
 try:
     import simplejpeg
@@ -54,21 +58,33 @@ def batch_threads(cores: int) -> int:
     return max(1, min(cores, torch.get_num_threads()))
 
 
-def decode_batch(parts, datas: list, out: np.ndarray, on_error) -> np.ndarray:
-    """Decode each of ``datas`` into the matching row of ``out`` with the threads of ``parts`` (a
-    :class:`~thesislib.kernels.parts.Parts`, see :func:`batch_threads`); ``on_error(row, exc)`` is called
-    for an image that does not decode exactly (it decodes the row another way or raises)."""
+def decode_batch(parts, datas, out: np.ndarray, on_error, located: tuple = None) -> np.ndarray:
+    """Decode each of ``datas`` (a sequence of JPEGs) into the matching row of ``out`` with the threads of
+    ``parts`` (a :class:`~thesislib.kernels.parts.Parts`, see :func:`batch_threads`); ``on_error(row, exc)``
+    is called for an image that does not decode exactly (it decodes the row another way or raises).
+
+    The compiled TurboJPEG loop (:mod:`thesislib.kernels.turbojpeg`) decodes the batch where it can run,
+    from ``located`` (every row's address and size, kept valid by the caller) where given; the rows it
+    refuses, and every row where it cannot run, are decoded one by one through simplejpeg."""
+    threads = batch_threads(parts.threads)
+    rows = range(len(datas))
+    if turbojpeg.available() and turbojpeg.fits(out):
+        located = located or turbojpeg.addresses_of(datas)
+        rows = np.flatnonzero(turbojpeg.decode_located(parts, *located, out, threads)).tolist()
+        threads = 1  # the few rows left (damaged or odd images) are decoded in order
+    if not rows:
+        return out
+    if simplejpeg is None:
+        for row in rows:
+            on_error(row, ValueError("simplejpeg is not installed"))
+        return out
+
     def decode_rows(start: int, stop: int) -> None:
-        for row in range(start, stop):
+        for row in rows[start:stop]:
             try:
                 decode_jpeg_into(datas[row], out[row])
             except ValueError as exc:
                 on_error(row, exc)
 
-    if simplejpeg is None:
-        for row in range(len(datas)):
-            on_error(row, ValueError("simplejpeg is not installed"))
-        return out
-
-    parts.run(decode_rows, len(datas), batch_threads(parts.threads))
+    parts.run(decode_rows, len(rows), threads)
     return out

@@ -259,7 +259,8 @@ class FilesReader(Reader):
 
     Local stores: the batch's files read and decoded by a few threads at once into the batch buffer
     (:mod:`thesislib.kernels.imagefiles`: the reads and decodes release the GIL), each with the fastest
-    decoder that gives Pillow's pixels (:func:`exact_decoder`: ``simplejpeg`` for JPEG, OpenCV for PNG,
+    decoder that gives Pillow's pixels (:func:`exact_decoder`: TurboJPEG from Numba or ``simplejpeg`` for
+    JPEG, OpenCV for PNG,
     NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its
     decoder refuses is decoded again by Pillow, which names what is wrong. A store at a URL: the batch's
     files fetched concurrently, then decoded by Pillow.
@@ -301,12 +302,12 @@ class FilesReader(Reader):
 
 def exact_decoder(codec: str) -> str:
     """The fastest decoder of :data:`thesislib.kernels.imagefiles.DECODERS` that gives Pillow's pixels for
-    ``codec``: ``simplejpeg`` for JPEG and OpenCV (``opencv-png``) for PNG where they are installed, NumPy
+    ``codec``: ``turbojpeg`` (else ``simplejpeg``) for JPEG and OpenCV (``opencv-png``) for PNG where they are installed, NumPy
     (``bmp``) for BMP, else Pillow."""
     from thesislib.kernels.imagefiles import unavailable_reason
 
-    fastest = {"jpeg": "simplejpeg", "png": "opencv-png", "bmp": "bmp"}.get(codec, "pillow")
-    return fastest if unavailable_reason(fastest) is None else "pillow"
+    choices = {"jpeg": ["turbojpeg", "simplejpeg"], "png": ["opencv-png"], "bmp": ["bmp"]}.get(codec, [])
+    return next((name for name in choices if unavailable_reason(name) is None), "pillow")
 
 
 def reader(store, split: str) -> FilesReader:
