@@ -249,3 +249,15 @@ def test_the_opencv_png_decode_equals_pillow_for_rgb_and_refuses_other_pngs(mode
             opencv_png_into(data, np.empty_like(expected))
         return
     np.testing.assert_array_equal(opencv_png_into(data, np.empty_like(expected)), expected)
+
+
+@needs_turbojpeg
+def test_a_threads_decompressor_is_destroyed_when_the_thread_ends():
+    import weakref
+
+    seen = []
+    thread = threading.Thread(target=lambda: (turbojpeg.HANDLES.get(),
+                                              seen.append(weakref.ref(turbojpeg.HANDLES.decompressor))))
+    thread.start()
+    thread.join()
+    assert seen and seen[0]() is None

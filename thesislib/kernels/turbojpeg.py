@@ -99,16 +99,30 @@ def compiled_loop():
     return decode_rows
 
 
+class Decompressor:
+    """A TurboJPEG decompressor handle, destroyed with this object."""
+
+    def __init__(self):
+        self.destroy = library().tjDestroy  # kept here: at interpreter exit the module's names may be gone
+        self.handle = library().tjInitDecompress()
+        if not self.handle:
+            raise MemoryError("tjInitDecompress failed")
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self.destroy(self.handle)
+            self.handle = None
+
+
 class Handles(threading.local):
-    """One TurboJPEG decompressor per thread (a handle must not be shared by threads at once)."""
+    """One TurboJPEG decompressor per thread (a handle must not be shared by threads at once); a thread's
+    decompressor is destroyed when the thread ends (its thread-local storage goes)."""
 
     def get(self) -> int:
-        handle = getattr(self, "handle", None)
-        if handle is None:
-            handle = self.handle = library().tjInitDecompress()
-            if not handle:
-                raise MemoryError("tjInitDecompress failed")
-        return handle
+        decompressor = getattr(self, "decompressor", None)
+        if decompressor is None:
+            decompressor = self.decompressor = Decompressor()
+        return decompressor.handle
 
 
 HANDLES = Handles()
