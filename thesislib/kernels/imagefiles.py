@@ -212,7 +212,7 @@ class FileDecoder:
     def decode_range(self, paths, out: np.ndarray, on_error=None) -> None:
         """Decode ``paths`` into the rows of ``out``; ``on_error(path, row)``, if given, is called for a file
         that does not decode (it decodes the row another way or raises), else a ThesisError names it."""
-        rows = list(out)
+        rows = out
         if self.batched and turbojpeg.fits(out):  # the part's files read, decoded in one call
             refused = np.flatnonzero(self.decode_into([self.read_size.read(path) for path in paths], out))
             paths, rows = [paths[row] for row in refused.tolist()], [out[row] for row in refused.tolist()]
