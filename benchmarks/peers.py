@@ -12,7 +12,9 @@ train split, batch 256, no model), 0 and 2 workers. The cases (``--list`` prints
 * ``limit``: one memcpy of the split in RAM; a random-order gather of each batch into a reused buffer;
 * ``thesislib``: every registered loader (:func:`thesislib.loaders.loader_order`) on its fastest store,
   through the public API only (``prepare``, ``open_store``, ``make_loader``); ``files`` also on
-  ``files-jpeg`` (the JPEG goals); a loader that cannot run here is a row "skipped: <reason>";
+  ``files-jpeg`` (the JPEG goals); a loader that cannot run here is a row "skipped: <reason>"; the JPEG
+  loaders once more with ``decode="fast"`` (FFCV's fast DCT, approximate: named so, never counted as exact),
+  so that FFCV's JPEG path is also met like for like;
 * ``baseline``: per store, the per-sample PyTorch ``Dataset`` a user writes with the format's own library,
   one sample per ``__getitem__`` through a ``DataLoader`` (workers are processes): ImageFolder + Pillow for
   the image-file stores, a memory map for npy, h5py, zarr, ``txn.get``, pyarrow (the sample's row group) +
@@ -81,6 +83,8 @@ CLOSED_EACH_EPOCH = {"lmdb"}  # store kinds whose readers are closed after each 
                              # per process, so a case's open environment would break the next case's
 UNORDERED = {"dali": "DALI's own order", "tfdata": "streaming order", "webdataset": "streaming order"}
 ONE_WORKER_COUNT = {"memory": "num_workers unused (the split is resident)"}
+FAST_JPEG = [("tfrecord", "tfrecord"), ("files", "files-jpeg")]  # also run with decode="fast"
+FAST_NOTE = "fast DCT as FFCV decodes: approximate"
 NOTES = {"dali": "DALI's CPU decoder, threads; 0 workers -> 1 thread", "torchvision": "per-sample ImageFolder"}
 
 
@@ -143,6 +147,7 @@ class Case:
     rounds: list = field(default_factory=list)   # (images, seconds, batches) per round
     folder: str = ""          # a peer's folder under peers/ (a thesislib or baseline case reads its store's)
     reads_store: str = ""     # a peer that reads one of the stores (DALI on files-jpeg)
+    options: dict = field(default_factory=dict)  # a thesislib case's loader options beyond the common ones
 
     def files(self, ctx) -> list:
         """The files this case reads, so that each timed round can start with them in the page cache."""
@@ -177,12 +182,12 @@ def gather_limit(ctx, workers):
 
 # ---- thesislib, through the public API ----------------------------------------------------------------
 
-def thesislib_loader(loader, store):
+def thesislib_loader(loader, store, **options):
     def make(ctx, workers):
         reason = loader_unavailable(loader)
         if reason:
             raise Skip(reason)
-        made = make_loader(loader, ctx.store(store), "train", batch_size=BATCH, num_workers=workers)
+        made = make_loader(loader, ctx.store(store), "train", batch_size=BATCH, num_workers=workers, **options)
 
         def stream(epoch):
             made.set_epoch(epoch)
@@ -645,6 +650,10 @@ def thesislib_cases(workers) -> list:
         for store in FASTEST_STORES.get(loader, [DEFAULT_STORES[loader]]):
             rows += [Case("thesislib", loader, loader, store, pixels_of(store), count,
                           thesislib_loader(loader, store), note) for count in counts]
+    for loader, store in FAST_JPEG:
+        rows += [Case("thesislib", f"{loader} decode=fast", loader, store, "jpeg", count,
+                      thesislib_loader(loader, store, decode="fast"), FAST_NOTE, options={"decode": "fast"})
+                 for count in workers]
     return rows
 
 
@@ -819,7 +828,7 @@ def exactness(ctx, cases_) -> dict:
     store's reference decode); the others cannot be lined up with the files and say so."""
     found, reference = {}, None
     for case in cases_:
-        key = (case.loader, case.store)
+        key = (case.name, case.store)
         if case.group != "thesislib" or case.pixels != "jpeg" or case.skipped or key in found:
             continue
         if case.loader in UNORDERED:
@@ -829,7 +838,8 @@ def exactness(ctx, cases_) -> dict:
             reference = np.stack([decode_with_pillow(path.read_bytes()) for path in jpeg_paths(ctx)[:BATCH]])
             reference = reference.astype(np.int16)
         try:
-            with make_loader(case.loader, ctx.store(case.store), "train", batch_size=BATCH, shuffle=False) as made:
+            with make_loader(case.loader, ctx.store(case.store), "train", batch_size=BATCH, shuffle=False,
+                             **case.options) as made:
                 images = next(iter(made))[0].numpy().astype(np.int16)
         except Exception as exc:
             found[key] = f"pixels not compared ({failure(exc)})"
@@ -844,8 +854,8 @@ def exactness(ctx, cases_) -> dict:
 def add_exactness(cases_, found: dict) -> None:
     """Each JPEG case's note gains what its pixels are (exactness beside speed)."""
     for case in cases_:
-        if (case.loader, case.store) in found and case.group == "thesislib":
-            case.note = "; ".join(filter(None, [case.note, found[(case.loader, case.store)]]))
+        if (case.name, case.store) in found and case.group == "thesislib":
+            case.note = "; ".join(filter(None, [case.note, found[(case.name, case.store)]]))
 
 
 DISTRIBUTIONS = {"torch": r"torch", "torchvision": r"torchvision", "numpy": r"numpy", "pillow": r"pillow",

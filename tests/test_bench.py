@@ -260,3 +260,32 @@ def test_prepare_if_missing_builds_only_a_missing_store(tmp_path):
     path = bench.prepare_if_missing(config)
     stamp = (path / "manifest.json").stat().st_mtime_ns
     assert bench.prepare_if_missing(config) == path and (path / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_decode_fast_is_recorded_and_the_report_keeps_it_apart_from_exact(prepared_cifar10, tmp_path):
+    from thesislib.report.load import read_results
+
+    results = tmp_path / "results.csv"
+    for decode in ("exact", "fast"):
+        run_protocol(config(prepared_cifar10, loader="files", store="files-jpeg", repeats=1, model="none",
+                            decode=decode), results=results)
+    assert pd.read_csv(results)["decode"].tolist() == ["exact", "fast"]
+    methods = read_results(str(results))["method"].tolist()
+    assert methods == ["files (files-jpeg) decode=exact", "files (files-jpeg) decode=fast"]
+
+
+def test_an_older_results_file_reads_as_exact_decodes(prepared_cifar10, tmp_path):
+    from thesislib.report.load import read_results
+
+    results = tmp_path / "results.csv"
+    run_protocol(config(prepared_cifar10, repeats=1, model="none"), results=results)
+    pd.read_csv(results).drop(columns="decode").to_csv(results, index=False)
+    frame = read_results(str(results))
+    assert frame["decode"].tolist() == ["exact"] and frame["method"].tolist() == ["numpy (npy-uint8)"]
+
+
+@pytest.mark.parametrize("loader, store", [("numpy", "npy-uint8"), ("files", "files-png")])
+def test_decode_fast_where_nothing_is_jpeg_exits_2_naming_the_store(prepared_cifar10, tmp_path, capsys, loader,
+                                                                     store):
+    status = bench_cli(prepared_cifar10, tmp_path, "--loader", loader, "--store", store, "--decode", "fast")
+    one_line_error(capsys, status, f"--decode fast applies to the JPEG stores", f"not to the {loader} loader on {store}")

@@ -261,3 +261,53 @@ def test_a_threads_decompressor_is_destroyed_when_the_thread_ends():
     thread.start()
     thread.join()
     assert seen and seen[0]() is None
+
+
+# ---- decode="fast": FFCV's fast DCT, approximate, only when asked for by name ----------------------------
+
+def epoch_with(data_dir, loader, store, **options) -> tuple:
+    """(images, labels) of epoch 1 of ``loader`` with ``options``, each batch copied."""
+    with make_loader(loader, open_store(data_dir, "cifar10", store), "train", batch_size=BATCH, seed=SEED,
+                     **options) as reader:
+        reader.set_epoch(1)
+        batches = [(images.numpy().copy(), labels.numpy().copy()) for images, labels in reader]
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("loader, store", [("tfrecord", "tfrecord"), ("files", "files-jpeg")])
+def test_decode_fast_keeps_the_order_and_labels_and_moves_pixels_by_a_few_levels(data_dir, loader, store,
+                                                                                  num_workers):
+    expected, labels = pillow_split(data_dir, "files-jpeg")
+    order = sampler_order(len(labels))
+    images, got_labels = epoch_with(data_dir, loader, store, num_workers=num_workers, decode="fast")
+    np.testing.assert_array_equal(got_labels, labels[order])
+    diff = np.abs(images.astype(np.int16) - expected[order])
+    assert diff.any()  # the fast DCT is not Pillow's decode: never counted as exact
+    assert diff.mean() < 2 and diff.max() <= 40  # a few levels, as FFCV's pixels differ
+
+
+def test_decode_fast_is_the_same_dct_in_the_compiled_loop_and_in_the_fallback():
+    datas = [jpeg_bytes(seed=seed) for seed in range(4)]
+    fallback = np.stack([jpeg.decode_jpeg_into(data, np.empty((32, 32, 3), np.uint8), fast=True) for data in datas])
+    exact = np.stack([pillow_pixels(data) for data in datas])
+    assert (fallback != exact).any()
+    if turbojpeg.available():
+        out = np.zeros_like(exact)
+        assert turbojpeg.decode_rows_fast(datas, out).tolist() == [0] * 4
+        np.testing.assert_array_equal(out, fallback)
+
+
+def test_decode_fast_has_nothing_to_approximate_in_a_lossless_store(data_dir):
+    expected, labels = pillow_split(data_dir, "files-png")
+    images, got_labels = epoch_with(data_dir, "files", "files-png", decode="fast")
+    np.testing.assert_array_equal(images, expected[sampler_order(len(labels))])
+
+
+def test_decode_fast_is_refused_where_nothing_is_decoded_and_an_unknown_mode_names_the_choices(data_dir):
+    prepare("cifar10", scale=0.005, stores=["npy-uint8"], seed=0, data_dir=data_dir, progress=False)
+    with pytest.raises(ThesisError, match="decode='fast' applies to .* not to npy-uint8"):
+        make_loader("numpy", open_store(data_dir, "cifar10", "npy-uint8"), "train", batch_size=BATCH, decode="fast")
+    with pytest.raises(ThesisError, match="unknown decode 'slow': choose one of exact, fast"):
+        make_loader("tfrecord", open_store(data_dir, "cifar10", "tfrecord"), "train", batch_size=BATCH,
+                    decode="slow")

@@ -74,6 +74,7 @@ class BenchConfig:
     pin_memory: bool = False
     cold: bool = False
     cache: str = None          # a local folder: read a verified copy of the store there (thesislib.remote)
+    decode: str = "exact"      # JPEG stores: "exact" (Pillow's pixels) or "fast" (FFCV's fast DCT, approximate)
 
 
 def resolve_device(device: str) -> str:
@@ -109,7 +110,24 @@ def validate(config: BenchConfig) -> BenchConfig:
     check_optimizer(config.optimizer, config.lr)
     check_seed(config.seed)
     check_scale(config.scale)
+    check_decode(config.decode, loader_class, store)
     return replace(config, store=store, device=distributed.rank_device(resolve_device(config.device)))
+
+
+def check_decode(decode: str, loader_class, store: str) -> None:
+    """A ThesisError unless ``decode`` is a decode mode (:data:`thesislib.kernels.jpeg.DECODES`) that the
+    loader offers on ``store`` (``"fast"``: a batch loader over a JPEG store whose format offers it)."""
+    from thesislib.kernels.jpeg import DECODES
+    from thesislib.loaders.base import FormatLoader
+    from thesislib.stores import format_of
+
+    choose("decode", decode, DECODES)
+    spec = get_store_spec(store)
+    offered = getattr(format_of(spec.kind), "DECODES", ()) if issubclass(loader_class, FormatLoader) else ()
+    if decode != "exact" and (decode not in offered or spec.codec != "jpeg"):
+        raise ThesisError(f"--decode {decode} applies to the JPEG stores read by the files or tfrecord loaders "
+                          f"(files-jpeg, tfrecord), not to the {loader_class.name} loader on {store}: leave "
+                          "--decode exact")
 
 
 def prepare_hint(config: BenchConfig) -> str:
@@ -190,6 +208,8 @@ class Run:
         self.cached_pct = math.nan
         options = dict(batch_size=config.batch_size, num_workers=config.num_workers,
                        pin_memory=config.pin_memory, seed=config.seed, device=config.device)
+        if config.decode != "exact":  # only the loaders that decode JPEGs take it (see check_decode)
+            options["decode"] = config.decode
         try:
             self.train = make_loader(config.loader, store, "train", shuffle=True, **options)
             self.val = make_loader(config.loader, store, "val", shuffle=False, **options)
@@ -289,7 +309,7 @@ def run_once(config: BenchConfig, store, repeat: int, run_id: str, commit: str =
         "batch_size": config.batch_size, "num_workers": config.num_workers, "seed": config.seed,
         "repeat": repeat, **measured, "train_loss": epochs[-1].train_loss, "val_acc": epochs[-1].val_acc,
         "cache_state": "cold" if config.cold else "warm", "cached_pct": run.cached_pct,
-        "thesislib_version": __version__, "world_size": world_size, "rank": rank,
+        "thesislib_version": __version__, "world_size": world_size, "rank": rank, "decode": config.decode,
     }
 
 

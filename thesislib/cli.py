@@ -181,6 +181,9 @@ def add_bench(bench):
                        help="copy the store (e.g. one at a URL) into DIR once, verified, and read the copy")
     bench.add_argument("--verify", action="store_true",
                        help="check the store against its manifest's checksums before training")
+    bench.add_argument("--decode", default="exact", choices=["exact", "fast"],
+                       help="JPEG stores (files-jpeg, tfrecord): exact (Pillow's pixels) or fast (FFCV's fast DCT, "
+                            "approximate; the results' decode column and the report's labels say so)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar and no line per repeat")
 
 
@@ -284,7 +287,7 @@ def run_bench(args):
         repeats=args.repeats, batch_size=args.batch_size, num_workers=args.num_workers,
         model=args.model, optimizer=args.optimizer, lr=args.lr, device=args.device, seed=args.seed,
         scale=args.scale, data_dir=_from_cwd(args.data_dir), pin_memory=args.pin_memory, cold=args.cold,
-        cache=_from_cwd(args.cache) if args.cache else None)
+        cache=_from_cwd(args.cache) if args.cache else None, decode=args.decode)
     if args.verify:
         from thesislib.errors import choose
         from thesislib.loaders import DEFAULT_STORES, LOADERS

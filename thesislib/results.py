@@ -28,7 +28,7 @@ CONTRACT_COLUMNS = (
 )
 # Added by later versions (page cache, scale-out, remote cache copy); a file without them is an older one.
 EXTRA_COLUMNS = ("cache_state", "cached_pct", "thesislib_version", "world_size", "rank", "cache_copy_s",
-                 "cache_copy_bytes", "store_location")
+                 "cache_copy_bytes", "store_location", "decode")
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 SUFFIXES = (".csv", ".parquet")
 

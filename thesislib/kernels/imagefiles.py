@@ -108,6 +108,7 @@ class Decoder:
     note: str
     module: str = ""      # the optional package it needs
     batched: bool = False  # decode_into takes a part's file bytes and rows at once and returns their status
+    check: object = None   # () -> None if it can run here, else why not (beyond importing ``module``)
 
 
 DECODERS = {
@@ -120,14 +121,19 @@ DECODERS = {
     "turbojpeg": Decoder(turbojpeg.decode_rows, ("jpeg",), True,
                          "libjpeg-turbo's TurboJPEG API from a Numba-compiled loop over a part's files, no GIL "
                          "held (FFCV's way), Pillow's settings; the files it refuses go to simplejpeg, then "
-                         "Pillow. Needs the system's libturbojpeg and Numba", "numba", batched=True),
+                         "Pillow. Needs the system's libturbojpeg and Numba", "numba", batched=True,
+                         check=turbojpeg.unavailable_reason),
+    "turbojpeg-fast": Decoder(turbojpeg.decode_rows_fast, ("jpeg",), False,
+                              "turbojpeg with the fast integer DCT (TJFLAG_FASTDCT), FFCV 1.0.2's setting: "
+                              "approximate; the files it refuses go to simplejpeg-fast, then Pillow", "numba",
+                              batched=True, check=turbojpeg.unavailable_reason),
     "simplejpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
                           "libjpeg-turbo through simplejpeg, accurate DCT and fancy upsampling (Pillow's "
                           "settings); exact where it links the same libjpeg-turbo as Pillow: checked by the "
                           "tests and the benchmark", "simplejpeg"),
     "simplejpeg-fast": Decoder(jpeg.decode_jpeg_fast_into, ("jpeg",), False,
-                               "libjpeg-turbo through simplejpeg, fast integer DCT and plain upsampling "
-                               "(FFCV-like): approximate", "simplejpeg"),
+                               "libjpeg-turbo through simplejpeg, fast integer DCT, fancy upsampling "
+                               "(FFCV's setting): approximate", "simplejpeg"),
     "torchvision": Decoder(torchvision_into, ("jpeg",), True,
                            "torchvision.io.decode_jpeg (its own libjpeg-turbo, Pillow's settings): exact where "
                            "the libjpeg-turbo versions agree; checked by the tests and the benchmark",
@@ -137,15 +143,15 @@ DECODERS = {
 
 def unavailable_reason(name: str):
     """None if decoder ``name`` can run here, else why not."""
-    if name == "turbojpeg":
-        return turbojpeg.unavailable_reason()
-    module = DECODERS[name].module
-    if not module:
+    decoder = DECODERS[name]
+    if decoder.check is not None:
+        return decoder.check()
+    if not decoder.module:
         return None
     try:
-        __import__(module)
+        __import__(decoder.module)
     except ImportError as exc:
-        return f"needs {module} ({exc}): pip install {module}"
+        return f"needs {decoder.module} ({exc}): pip install {decoder.module}"
     return None
 
 
@@ -197,14 +203,17 @@ class FileDecoder:
 
         self.decode_into = DECODERS[decoder].decode_into
         self.batched = DECODERS[decoder].batched
+        self.exact = DECODERS[decoder].exact
         if self.batched:
             turbojpeg.compiled_loop()  # compiled now (about a second), not inside the first timed epoch
         self.read_size = ReadSize()
 
     def decode_one(self, path, out: np.ndarray) -> None:
-        decode_into = jpeg.decode_jpeg_into if self.batched else self.decode_into  # a file turbojpeg refused
         try:
-            decode_into(self.read_size.read(path), out)
+            if self.batched:  # a file turbojpeg refused: simplejpeg, with the same DCT
+                jpeg.decode_jpeg_into(self.read_size.read(path), out, fast=not self.exact)
+            else:
+                self.decode_into(self.read_size.read(path), out)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, RuntimeError) as exc:
             raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
                               "`python -m thesislib prepare` again") from exc

@@ -14,6 +14,10 @@ header is read first and an image whose size is not the batch's (or that does no
 the buffer; it and any image TurboJPEG reports an error or warning for get a nonzero status, and the caller
 decodes those rows another way (which names the damaged sample).
 
+Approximate, only when asked for by name: :data:`FAST_FLAGS` (``TJFLAG_FASTDCT``, the fast integer DCT with
+fancy upsampling kept) is FFCV 1.0.2's setting (its ``libffcv.cpp`` passes ``TJFLAG_FASTDCT`` to
+``tjDecompress2``); the pixels then differ from Pillow's by a few levels (:func:`decode_rows_fast`).
+
 Needs the system library ``libturbojpeg`` (Debian/Ubuntu: ``libturbojpeg0``, installed by ``make
 system-deps``) and Numba; :func:`unavailable_reason` says why not where either is missing, and the readers
 then decode with simplejpeg as before.
@@ -28,6 +32,7 @@ import numpy as np
 
 TJPF_RGB = 0        # TurboJPEG pixel format: R, G, B bytes
 EXACT_FLAGS = 0     # accurate integer DCT, fancy upsampling: libjpeg's defaults, Pillow's settings
+FAST_FLAGS = 2048   # TJFLAG_FASTDCT: fast integer DCT (approximate), fancy upsampling; FFCV's setting
 LIBRARY_NAMES = ("libturbojpeg.so.0", "libturbojpeg.so")
 
 
@@ -146,6 +151,11 @@ def fits(out: np.ndarray) -> bool:
 def decode_rows(datas: list, out: np.ndarray, flags: int = EXACT_FLAGS) -> np.ndarray:
     """:func:`decode_batch` in the calling thread alone."""
     return decode_batch(None, datas, out, 1, flags)
+
+
+def decode_rows_fast(datas: list, out: np.ndarray) -> np.ndarray:
+    """:func:`decode_rows` with :data:`FAST_FLAGS` (FFCV's fast DCT): approximate pixels."""
+    return decode_batch(None, datas, out, 1, FAST_FLAGS)
 
 
 def decode_batch(parts, datas, out: np.ndarray, threads: int, flags: int = EXACT_FLAGS) -> np.ndarray:

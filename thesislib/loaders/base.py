@@ -131,18 +131,23 @@ class Loader(abc.ABC):
 class FormatLoader(Loader):
     """The one batch loader over a format's reader (:meth:`Store.reader`): each batch is one
     ``reader.read(indices)``. Registered once per format, under the format's ``LOADER`` name, by
-    :func:`thesislib.loaders.format_loader_class` (which sets ``name``, ``store_kinds``, ``default_store``)."""
+    :func:`thesislib.loaders.format_loader_class` (which sets ``name``, ``store_kinds``, ``default_store``).
 
-    def __init__(self, store, split, **kwargs):
+    ``decode``: how a store of JPEGs is decoded (``files`` on ``files-jpeg``, ``tfrecord``): ``"exact"``
+    (Pillow's pixels, the default) or ``"fast"`` (FFCV's fast DCT, approximate:
+    :data:`thesislib.kernels.jpeg.DECODES`); a ThesisError for a store that decodes no JPEG."""
+
+    def __init__(self, store, split, decode: str = "exact", **kwargs):
         self.reads_urls = getattr(store.format, "READS_URLS", False)  # the format says
         super().__init__(store, split, **kwargs)
+        self.decode = decode
         self.dataset = ReaderDataset(self.make_reader())
         self.dataset.check()
         self.prefetcher = None  # made when a first epoch is read into the ring (see prefetched)
 
     def make_reader(self):
         """The reader of this loader's split (the store's format's reader)."""
-        return self.store.reader(self.split)
+        return self.store.reader(self.split, decode=self.decode)
 
     @classmethod
     def unavailable_reason(cls):

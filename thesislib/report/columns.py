@@ -9,14 +9,14 @@ from thesislib.results import CONTRACT_COLUMNS, EXTRA_COLUMNS
 
 RESULT_COLUMNS = CONTRACT_COLUMNS   # a results file must have these
 # Written by newer versions of bench; an older file without them reads as warm runs of unknown version,
-# of one process (world_size 1, rank 0), without a cache copy.
+# of one process (world_size 1, rank 0), without a cache copy, with exact JPEG decodes.
 OPTIONAL_COLUMNS = {"cache_state": "warm", "cached_pct": np.nan, "thesislib_version": None, "world_size": 1,
                     "rank": 0, "cache_copy_s": np.nan, "cache_copy_bytes": np.nan,
-                    "store_location": ""}
+                    "store_location": "", "decode": "exact"}
 assert tuple(OPTIONAL_COLUMNS) == EXTRA_COLUMNS, "results.EXTRA_COLUMNS and the report's defaults differ"
 
 TEXT_COLUMNS = ("run_id", "started_at", "git_commit", "host", "loader", "store", "dataset", "precision",
-                "device", "model", "cache_state", "thesislib_version", "store_location")
+                "device", "model", "cache_state", "thesislib_version", "store_location", "decode")
 LOADER_ORDER = tuple(loader_order())  # the format registry's order (thesislib.loaders)
 CACHE_ORDER = ("warm", "cold")
 
@@ -24,7 +24,7 @@ CACHE_ORDER = ("warm", "cold")
 # Settings that, when they differ within one table cell, are added to the row label to keep cells apart
 # (rows of two machines, or two models, are never pooled into one mean).
 CONDITION_COLUMNS = ("host", "model", "device", "precision", "epochs", "batch_size", "num_workers", "scale",
-                     "world_size")
+                     "world_size", "decode")
 
 
 @dataclass(frozen=True)

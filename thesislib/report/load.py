@@ -37,7 +37,8 @@ def _read_one(path: Path) -> pd.DataFrame:
     for column, default in OPTIONAL_COLUMNS.items():
         if column not in frame.columns:
             frame[column] = default
-    frame["cache_state"] = frame["cache_state"].fillna("warm")
+        elif isinstance(default, str) and default:  # rows written before the column existed: empty cells
+            frame[column] = frame[column].fillna(default)
     frame["store"] = frame["store"].fillna("default store")
     frame["source"] = str(path)
     return _numeric(frame, path)

@@ -115,9 +115,19 @@ class Store:
     def shape(self, split: str) -> tuple:
         return tuple(self._split(split)["shape"])
 
-    def reader(self, split: str):
-        """A :class:`~thesislib.stores.base.Reader` of ``split`` (not yet open)."""
-        return self.format.reader(self, choose("split", split, self.manifest["splits"]))
+    def reader(self, split: str, decode: str = "exact"):
+        """A :class:`~thesislib.stores.base.Reader` of ``split`` (not yet open). ``decode``: how JPEGs are
+        decoded (:data:`thesislib.kernels.jpeg.DECODES`; ``"fast"`` is approximate), for the formats that
+        decode JPEGs (their module's ``DECODES``); a ThesisError for any other format asked for ``"fast"``."""
+        from thesislib.kernels.jpeg import DECODES
+
+        split = choose("split", split, self.manifest["splits"])
+        if choose("decode", decode, DECODES) == "exact" and not hasattr(self.format, "DECODES"):
+            return self.format.reader(self, split)
+        if decode not in getattr(self.format, "DECODES", ("exact",)):
+            raise ThesisError(f"decode={decode!r} applies to the stores that hold JPEGs read by the files or "
+                              f"tfrecord loaders, not to {self.name} ({self.kind}): leave decode as 'exact'")
+        return self.format.reader(self, split, decode=decode)
 
     def data_files(self) -> list:
         """The store's data files (what ``verify`` hashes and ``bench --cold`` evicts)."""

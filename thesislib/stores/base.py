@@ -25,6 +25,10 @@ A format module defines:
 * ``read_back(store_dir, split) -> (images, labels)``: the whole split read with the format's own ordinary
   library and *no thesislib import* (the code a user of that ecosystem writes; the interop tests and
   notebook 03 call it): images (N, H, W, 3) ndarray, labels (N,) int64 ndarray;
+* optionally ``DECODES = ("exact", "fast")``, for formats whose reader decodes JPEGs and can decode them
+  the approximate, faster way when asked by name (:data:`thesislib.kernels.jpeg.DECODES`); then
+  ``reader(store, split, decode="exact")``;
+* optionally ``READS_URLS = True``: its reader reads a store at a URL directly (:mod:`thesislib.remote`);
 * optionally ``unavailable_reason() -> str | None``: why the format's library cannot be used here (None:
   it can), shown by ``env`` for the format's loader;
 * optionally ``mapped_split(store, split) -> (images memory map, labels ndarray)`` and

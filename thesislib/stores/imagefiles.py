@@ -266,15 +266,17 @@ class FilesReader(Reader):
     files fetched concurrently, then decoded by Pillow.
     """
 
-    def __init__(self, store, split, decoder: str = None):
+    def __init__(self, store, split, decoder: str = None, decode: str = "exact"):
         from thesislib.kernels.imagefiles import FileDecoder
+        from thesislib.kernels.jpeg import check_decode
 
         super().__init__(store, split)
         self.remote = remote.is_url(store.path)
         listed = store.manifest.get("files_sha256", {}) if self.remote else None
         self.paths, self.labels = list_files(store.path, split, store.classes, listed)
         check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
-        self.decode = FileDecoder(decoder or exact_decoder(store.spec.codec))
+        fast = check_decode(decode)  # "fast": FFCV's fast DCT for JPEG (approximate); lossless codecs: exact
+        self.decode = FileDecoder(decoder or (fast_decoder if fast else exact_decoder)(store.spec.codec))
 
     def open(self):
         return self.paths if self.remote else [os.fspath(path) for path in self.paths]  # str: opened fastest
@@ -310,8 +312,22 @@ def exact_decoder(codec: str) -> str:
     return next((name for name in choices if unavailable_reason(name) is None), "pillow")
 
 
-def reader(store, split: str) -> FilesReader:
-    return FilesReader(store, split)
+def fast_decoder(codec: str) -> str:
+    """:func:`exact_decoder`, but for JPEG the fast DCT (FFCV's setting, approximate): ``turbojpeg-fast``
+    (else ``simplejpeg-fast``); the lossless codecs have nothing to approximate."""
+    from thesislib.kernels.imagefiles import unavailable_reason
+
+    if codec != "jpeg":
+        return exact_decoder(codec)
+    return next((name for name in ("turbojpeg-fast", "simplejpeg-fast") if unavailable_reason(name) is None),
+                "pillow")
+
+
+DECODES = ("exact", "fast")  # how its JPEGs may be decoded (thesislib.kernels.jpeg.DECODES)
+
+
+def reader(store, split: str, decode: str = "exact") -> FilesReader:
+    return FilesReader(store, split, decode=decode)
 
 
 def read_back(store_dir, split: str) -> tuple:

@@ -316,11 +316,13 @@ class RecordReader(Reader):
     sample offsets on open: a batch then costs no parsing, only the decodes. The plan is kept across
     :meth:`close` (a finished store does not change)."""
 
-    def __init__(self, store, split):
+    def __init__(self, store, split, decode: str = "exact"):
         from thesislib.kernels import turbojpeg
+        from thesislib.kernels.jpeg import check_decode
         from thesislib.kernels.parts import Parts
 
         super().__init__(store, split)
+        self.fast = check_decode(decode)  # "fast": FFCV's fast DCT, approximate pixels (asked for by name)
         self.paths = split_shards(store, split)
         self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
         self.plan = None
@@ -374,7 +376,7 @@ class RecordReader(Reader):
             where = f"sample {index} of {self.path}"
             images[row] = self.checked(decode_jpeg(bytes(datas[row]), where), index)
 
-        decode_batch(self.parts, datas, images, decode_slowly, located=datas.located())
+        decode_batch(self.parts, datas, images, decode_slowly, located=datas.located(), fast=self.fast)
         return images, plan.labels[indices]
 
     def reads_in_threads(self) -> bool:
@@ -387,8 +389,11 @@ class RecordReader(Reader):
         return image
 
 
-def reader(store, split: str) -> RecordReader:
-    return RecordReader(store, split)
+DECODES = ("exact", "fast")  # how its JPEGs may be decoded (thesislib.kernels.jpeg.DECODES)
+
+
+def reader(store, split: str, decode: str = "exact") -> RecordReader:
+    return RecordReader(store, split, decode)
 
 
 def unavailable_reason():
