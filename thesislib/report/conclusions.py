@@ -156,15 +156,21 @@ def precision(frame: pd.DataFrame, confidence: float = 0.95) -> list:
             sentences.append(f"{dataset}: float16 against float32 not measured.")
             continue
         half, full = part.loc["npy-float16"], part.loc["npy-float32"]
-        claims = [f"{half['bytes_mb']:.2f} MiB of image arrays against {full['bytes_mb']:.2f} MiB"]
+        claims = [f"{half['bytes_mb']:.2f} MiB of image arrays against {full['bytes_mb']:.2f} MiB (scale "
+                  f"{half['scale']:g})"]
         for label, model, column, key in (("load time", "none", "total_train_s", "load_s"),
                                           ("total training time", "small", "total_train_s", "train_s"),
                                           ("validation accuracy", "small", "val_acc", "val_acc")):
-            keys = {"dataset": dataset, "model": model}
+            if half[key + "_scale"] != full[key + "_scale"] and not pd.isna(full[key + "_scale"]):
+                claims.append(f"{label} measured at different scales ({half[key + '_scale']:g} and "
+                              f"{full[key + '_scale']:g}): not compared")
+                continue
+            keys = {"dataset": dataset, "model": model, "scale": half[key + "_scale"]}
             _, _, p = welch_between(rows, column, {**keys, "store": "npy-float16"},
                                     {**keys, "store": "npy-float32"})
             unit = "" if key == "val_acc" else " s"
-            claims.append(f"{label} {fmt(half[key], unit)} against {fmt(full[key], unit)}"
+            at = "" if pd.isna(half[key + "_scale"]) else f" (scale {half[key + '_scale']:g})"
+            claims.append(f"{label}{at} {fmt(half[key], unit)} against {fmt(full[key], unit)}"
                           + ("" if not (math.isfinite(half[key]) and math.isfinite(full[key])) else
                              f" ({verdict(p, confidence)})"))
         sentences.append(f"{dataset}: float16 against float32: " + "; ".join(claims) + ".")

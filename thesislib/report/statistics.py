@@ -1,6 +1,7 @@
 """Means, Student-t confidence intervals and Welch tests over the repeats."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,9 @@ def welch_p(first, second) -> float | None:
         return None
     if first.std() == 0 and second.std() == 0:
         return math.nan
-    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # nearly equal samples (accuracies of one seed): SciPy warns, p stays valid
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
 
 
 def significant(p_value, confidence: float) -> bool:

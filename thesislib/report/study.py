@@ -131,7 +131,8 @@ def condition_table(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     table = table.reindex(columns=pd.MultiIndex.from_tuples(
         [(d, n) for d in datasets for n in ("training s", "data s/epoch", "images/s") if (d, n) in table.columns]))
     table.index.name = "method"
-    return table.sort_index().fillna("–")
+    table = table.sort_index().fillna("–")
+    return table[(table != "–").any(axis=1)]  # a label measured only under other conditions has no row here
 
 
 def array_bytes(dataset: str, scale: float, store: str) -> int:
@@ -142,20 +143,28 @@ def array_bytes(dataset: str, scale: float, store: str) -> int:
 
 
 def precision_summary(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """The three npy stores read by ``numpy`` (warm, one process, no workers) per data set: bytes of the
-    image arrays, load time (total training time with ``--model none``), total training time, data-loading
-    time per epoch and accuracy with the model ``small``; each time mean and half-width."""
+    """The three npy stores read by ``numpy`` (warm, one process, no workers) per data set, one row each:
+    bytes of the image arrays, load time (total training time with ``--model none``), total training time,
+    data-loading time per epoch and accuracy with the model ``small``; each time mean and half-width.
+
+    A study may train ``small`` at a smaller scale than it loads with ``none`` (its cut rule 1): each quantity
+    comes from the largest scale measured for its model, and says which (``load_s_scale``, ``train_s_scale``,
+    ...); ``scale`` (the bytes') is the largest of them."""
     rows = select(per_repeat(frame), loader="numpy", cache_state="warm", num_workers=0, world_size=1)
     rows = rows[rows["store"].isin(PRECISION_STORES)]
     records = []
-    for (dataset, store, scale), group in rows.groupby(["dataset", "store", "scale"], sort=False):
-        record = {"dataset": dataset, "scale": scale, "store": store,
-                  "bytes_mb": array_bytes(dataset, scale, store) / 2**20}
+    for (dataset, store), group in rows.groupby(["dataset", "store"], sort=False):
+        record = {"dataset": dataset, "store": store}
         for label, model, column in (("load_s", "none", "total_train_s"), ("train_s", "small", "total_train_s"),
                                      ("data_s", "small", "data_s_mean"), ("val_acc", "small", "val_acc")):
-            values = group.loc[group["model"] == model, column]
+            measured = group[group["model"] == model]
+            scale = float(measured["scale"].max()) if len(measured) else math.nan
+            values = measured.loc[measured["scale"] == scale, column]
             record[label], record[label + "_half"] = _mean_half(values, confidence)
             record[label + "_n"] = int(values.count())
+            record[label + "_scale"] = scale
+        record["scale"] = float(group["scale"].max())
+        record["bytes_mb"] = array_bytes(dataset, record["scale"], store) / 2**20
         records.append(record)
     order = {s: i for i, s in enumerate(PRECISION_STORES)}
     table = pd.DataFrame(records)
@@ -173,24 +182,31 @@ def _mean_half(values, confidence):
 
 
 def precision_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`precision_summary` as printed cells (time first, bytes beside it)."""
+    """:func:`precision_summary` as printed cells (time first, bytes beside it, the scales last)."""
     if summary.empty:
         return summary
     table = pd.DataFrame({
-        "store": [f"{dataset_header_plain(d, s)} · {store}"
-                  for d, s, store in zip(summary["dataset"], summary["scale"], summary["store"])],
+        "store": [f"{dataset_header_plain(d, None)} · {store}" for d, store in zip(summary["dataset"], summary["store"])],
         "total training s (small)": [format_cell(m, h) for m, h in zip(summary["train_s"], summary["train_s_half"])],
         "data s/epoch (small)": [format_cell(m, h) for m, h in zip(summary["data_s"], summary["data_s_half"])],
         "load s (model none)": [format_cell(m, h) for m, h in zip(summary["load_s"], summary["load_s_half"])],
         "image arrays MiB": [f"{b:.2f}" for b in summary["bytes_mb"]],
         "val accuracy": [format_cell(m, h) for m, h in zip(summary["val_acc"], summary["val_acc_half"])],
+        "scale: load, bytes / training": [f"{_scale_text(a)} / {_scale_text(b)}"
+                                          for a, b in zip(summary["load_s_scale"], summary["train_s_scale"])],
     })
     return table.set_index("store")
 
 
-def dataset_header_plain(dataset: str, scale: float) -> str:
+def _scale_text(scale) -> str:
+    return "–" if pd.isna(scale) else f"{scale:g}"
+
+
+def dataset_header_plain(dataset: str, scale) -> str:
+    """``cifar10 32×32, scale 0.2`` (no scale part when ``scale`` is None)."""
     spec = DATASETS.get(dataset)
-    return f"{dataset} {spec.size}×{spec.size}, scale {scale:g}" if spec else f"{dataset}, scale {scale:g}"
+    where = "" if scale is None else f", scale {scale:g}"
+    return f"{dataset} {spec.size}×{spec.size}{where}" if spec else f"{dataset}{where}"
 
 
 def precision_figure(summary: pd.DataFrame, note: str = ""):
