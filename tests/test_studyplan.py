@@ -230,3 +230,25 @@ def test_a_damaged_cost_file_is_one_clear_error(tmp_path):
     with pytest.raises(ThesisError, match="costs.json is not a cost file of the study.*delete it"):
         studycost.load(tmp_path / "costs.json")
     assert studycost.load(tmp_path / "missing.json") is None
+
+
+def test_float16_against_float32_takes_each_quantity_at_the_scale_its_model_ran():
+    from thesislib.report import conclusions, study
+
+    base = report.example_results(0)
+    numpy = base[(base["loader"] == "numpy") & (base["dataset"] == "cifar10")]
+    parts = []
+    for store, factor in (("npy-float16", 1.0), ("npy-float32", 2.0)):
+        for model, scale in (("none", 1.0), ("small", 0.2)):  # the study trains at a lower scale (cut rule 1)
+            parts.append(numpy.assign(store=store, model=model, scale=scale, run_id=f"{store}-{model}",
+                                      total_train_s=numpy["total_train_s"] * factor))
+    frame = report.add_labels(pd.concat(parts, ignore_index=True))
+    summary = study.precision_summary(frame)
+    assert summary["store"].tolist() == ["npy-float16", "npy-float32"]  # one row per store, not per scale
+    assert summary["load_s_scale"].tolist() == [1.0, 1.0] and summary["train_s_scale"].tolist() == [0.2, 0.2]
+    assert summary["bytes_mb"].tolist() == [study.array_bytes("cifar10", 1.0, store) / 2**20
+                                            for store in ("npy-float16", "npy-float32")]
+    assert study.precision_table(summary)["scale: load, bytes / training"].tolist() == ["1 / 0.2"] * 2
+    study.precision_figure(summary)  # one bar per store and data set (two rows of one store made it fail)
+    sentence = conclusions.precision(frame)[0]
+    assert "load time (scale 1)" in sentence and "total training time (scale 0.2)" in sentence

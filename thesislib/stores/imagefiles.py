@@ -263,7 +263,8 @@ class FilesReader(Reader):
     JPEG, OpenCV for PNG,
     NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its
     decoder refuses is decoded again by Pillow, which names what is wrong. A store at a URL: the batch's
-    files fetched concurrently, then decoded by Pillow.
+    files fetched concurrently, then decoded by Pillow (exact pixels, whatever ``decode`` asks for).
+    ``decode="fast"``: JPEGs with the fast DCT (:func:`fast_decoder`, approximate, FFCV's setting).
     """
 
     def __init__(self, store, split, decoder: str = None, decode: str = "exact"):
