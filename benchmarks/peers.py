@@ -650,10 +650,10 @@ def thesislib_cases(workers) -> list:
         for store in FASTEST_STORES.get(loader, [DEFAULT_STORES[loader]]):
             rows += [Case("thesislib", loader, loader, store, pixels_of(store), count,
                           thesislib_loader(loader, store), note) for count in counts]
+    fast = {"decode": "fast"}
     for loader, store in FAST_JPEG:
         rows += [Case("thesislib", f"{loader} decode=fast", loader, store, "jpeg", count,
-                      thesislib_loader(loader, store, decode="fast"), FAST_NOTE, options={"decode": "fast"})
-                 for count in workers]
+                      thesislib_loader(loader, store, **fast), FAST_NOTE, options=fast) for count in workers]
     return rows
 
 
