@@ -13,7 +13,7 @@ from thesislib.kernels.gather import REFRESH, TRIALS, Gather, fastest, size_clas
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
-from thesislib.kernels.prefetch import WINDOW, Layout, Prefetcher
+from thesislib.kernels.prefetch import WINDOW, Layout, Prefetcher, Split
 from thesislib.kernels.zarrchunks import ChunkReader, MappedShards, chunk_plan, mapped_shards
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import imagefiles, open_store
@@ -230,11 +230,14 @@ def test_a_prefetcher_times_each_thread_count_in_windows_then_keeps_one_with_the
     assert all(len(times) == WINDOWS_PER_CANDIDATE for times in prefetcher.timings.values())
 
 
-def test_a_consumer_with_little_work_of_its_own_keeps_the_reads_in_its_thread_without_trying_threads():
-    idle, busy = Prefetcher(2), Prefetcher(2)
-    idle.record(0, 1e-3, [1.0, 0.05])  # seconds reading, seconds in the consumer: threads could hide 5%
-    busy.record(0, 1e-3, [1.0, 0.5])
-    assert idle.choice == 0 and busy.choice is None
+def test_a_consumer_with_little_work_whose_reads_fill_the_cores_keeps_them_in_its_thread_without_trying_threads():
+    idle, busy, spare_core = Prefetcher(2), Prefetcher(2), Prefetcher(2)
+    for prefetcher in (idle, busy, spare_core):
+        prefetcher.cores = 2
+    idle.record(0, 1e-3, Split(reading=1.0, reading_cpu=1.9, consumer=0.05))  # threads could gain 5%
+    busy.record(0, 1e-3, Split(reading=1.0, reading_cpu=1.9, consumer=0.5))  # a training step to hide
+    spare_core.record(0, 1e-3, Split(reading=1.0, reading_cpu=1.3, consumer=0.05))  # a core idle 35%
+    assert idle.choice == 0 and busy.choice is None and spare_core.choice is None
 
 
 def test_more_threads_are_chosen_only_when_they_save_the_margin():

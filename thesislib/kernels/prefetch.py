@@ -10,10 +10,14 @@ what was not started and waits for what was (so the reader may be closed right a
 
 How many threads: ``threads`` is the most a prefetcher may use. Background threads pay only when the
 consumer has work of its own to overlap (a training step); when it has none, handing each batch from one
-thread to another costs more than it gives. So a prefetcher first reads a window of :data:`WINDOW` batches
-in the consumer's thread and times the reading and the consumer's own work apart: if the consumer's share
-is under :data:`MARGIN`, threads could hide no more than that, and it keeps reading there. Otherwise it
-times windows with each candidate count (0: the consumer's thread, 1, ``threads``) in alternation, the
+thread to another costs more than it gives, unless the reading itself leaves cores idle: a read split over
+the cores has serial parts (Python's bookkeeping, the wait for the slowest part) that threads each reading a
+whole batch overlap with each other (on cifar10's JPEGs, two such threads decode 1.15-1.4x faster than one
+batch split over both cores). So a prefetcher first reads a window of :data:`WINDOW` batches in the
+consumer's thread and times the reading and the consumer's own work apart, and the CPU time the reading
+used: if the consumer's share is under :data:`MARGIN` *and* the reading kept every usable core busy (within
+:data:`MARGIN`), threads could gain no more than that, and it keeps reading there. Otherwise it times
+windows with each candidate count (0: the consumer's thread, 1, ``threads``) in alternation, the
 consumer's own time included, and keeps the fastest once each has :data:`TRIALS` windows (the fastest window
 of each wins: others' load only slows windows down; more threads must save :data:`MARGIN` of the time to be
 chosen). The pixels never depend on the choice.
@@ -27,10 +31,12 @@ before it draws the next; a consumer that keeps batches longer (a list of batche
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from thesislib.kernels.parts import usable_cores
 from thesislib.stores.gather import BatchRing
 
 BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
@@ -68,6 +74,24 @@ def as_tensors(images, labels) -> tuple:
                                       else torch.as_tensor(labels))
 
 
+@dataclass
+class Split:
+    """What a window read in the consumer's thread took: seconds reading, CPU seconds the process used
+    while reading (all its threads), seconds in the consumer between batches."""
+
+    reading: float = 0.0
+    reading_cpu: float = 0.0
+    consumer: float = 0.0
+
+    def saturated(self, cores: int) -> bool:
+        """True if background threads could not save :data:`MARGIN` of the time: the consumer's own share
+        is under it (nothing to hide) and the reading kept all ``cores`` busy within it (no idle core for a
+        second batch)."""
+        idle_consumer = self.consumer < MARGIN * (self.reading + self.consumer)
+        busy_cores = self.reading_cpu >= (1 - MARGIN) * cores * self.reading
+        return idle_consumer and busy_cores
+
+
 class Prefetcher:
     """One loader's way of reading batches: its ring (kept across epochs) and its measured thread count.
 
@@ -85,6 +109,7 @@ class Prefetcher:
         self.layout = layout or Layout()
         self.choice = 0 if self.threads == 0 else choice
         self.timings = {count: [] for count in sorted({0, 1, self.threads})}  # threads -> [s per batch]
+        self.cores = usable_cores()
 
     def __call__(self, reader, batches):
         """Yield ``(images, labels)`` tensors of ``reader.read`` for each index array of ``batches``."""
@@ -94,7 +119,7 @@ class Prefetcher:
         while position < len(batches):
             threads, size = self.next_window(len(batches) - position)
             window = batches[position:position + size]
-            split = [0.0, 0.0] if self.choice is None and threads == 0 else None  # reading, consumer's own
+            split = Split() if self.choice is None and threads == 0 else None
             start = time.perf_counter()
             yield from self.window(reader, window, threads, capacity, split)
             if self.choice is None and len(window) == WINDOW:
@@ -110,11 +135,10 @@ class Prefetcher:
 
     def record(self, threads: int, seconds_per_batch: float, split=None) -> None:
         """Keep a window's time per batch; choose once every candidate has :data:`TRIALS`. At once 0
-        threads if, in a window read in the consumer's thread, the consumer's own time was under
-        :data:`MARGIN` of the whole (``split``: seconds reading, seconds in the consumer): threads can only
-        hide that time, so they cannot save :data:`MARGIN`."""
+        threads if a window read in the consumer's thread (``split``, a :class:`Split`) left threads
+        nothing to gain: see :meth:`Split.saturated`."""
         self.timings[threads].append(seconds_per_batch)
-        if split is not None and split[1] < MARGIN * sum(split):
+        if split is not None and split.saturated(self.cores):
             self.choice = 0
         elif all(len(times) >= TRIALS for times in self.timings.values()):
             self.choice = self.fastest()
@@ -135,19 +159,21 @@ class Prefetcher:
         return self.ring.take((max(rows, capacity), *self.layout.sample_shape), self.layout.dtype)[:rows]
 
     def window(self, reader, batches, threads: int, capacity: int, split=None):
-        """The batches read in this thread (``threads`` 0; ``split``, if given, adds up the seconds spent
-        reading and those spent in the consumer) or by ``threads`` background threads."""
+        """The batches read in this thread (``threads`` 0; ``split``, a :class:`Split` if given, adds up
+        what the reading and the consumer took) or by ``threads`` background threads."""
         if threads > 0:
             yield from self.prefetched(reader, batches, threads, capacity)
             return
         for indices in batches:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             batch = as_tensors(*read_batch(reader, indices, self.slot(len(indices), capacity), self.layout))
             handed = time.perf_counter()
+            if split is not None:
+                split.reading += handed - start
+                split.reading_cpu += time.process_time() - cpu
             yield batch
             if split is not None:
-                split[0] += handed - start
-                split[1] += time.perf_counter() - handed
+                split.consumer += time.perf_counter() - handed
 
     def prefetched(self, reader, batches, threads: int, capacity: int):
         """``threads`` background threads keep up to ``batches_ahead + 1`` reads in flight; slots are taken
