@@ -1,6 +1,6 @@
 """The fast image paths give the reference decode's pixels in the sampler's order: ``tfrecord`` (memory-mapped
-shards, a record plan, TurboJPEG from Numba or simplejpeg into the batch) and ``files`` (os-level reads, the same
-JPEG decoders, NumPy for BMP), against Pillow decoding the same bytes; the decoders' edge cases and hostile
+shards, a record plan, TurboJPEG from Numba or simplejpeg into the batch) and ``files`` (compiled or os-level
+reads, the same JPEG decoders, a row copy for BMP), against Pillow decoding the same bytes; the decoders' edge cases and hostile
 bytes fall back to Pillow, which names the file."""
 
 import os
@@ -294,7 +294,7 @@ def test_decode_fast_is_the_same_dct_in_the_compiled_loop_and_in_the_fallback():
     assert (fallback != exact).any()
     if turbojpeg.available():
         out = np.zeros_like(exact)
-        assert turbojpeg.decode_rows_fast(datas, out).tolist() == [0] * 4
+        assert turbojpeg.decode_rows(datas, out, turbojpeg.FAST_FLAGS).tolist() == [0] * 4
         np.testing.assert_array_equal(out, fallback)
 
 

@@ -5,24 +5,28 @@ and which only approximate them; an approximate one is used only when asked for 
 every codec of the image-file stores; the others one codec each, and the ``files`` loader picks the fastest
 exact one per codec (``thesislib.stores.imagefiles.exact_decoder``).
 
-What a file costs besides its decode is kept small: a file is read with one ``os.open``, ``os.read`` and
-``os.close`` (no Python file object, no buffering layer: for a small image those cost as much as its
-decode), and the reads and the JPEG and PNG decodes release the GIL, so a few threads work on one batch at
-once (how many: :func:`thesislib.kernels.jpeg.batch_threads`). The choices below were measured per file on
-the stores' images (``benchmarks/peers.py`` and the ``files`` rows; the figures live in its output).
+What a file costs besides its decode is kept small. JPEG and BMP files (where Numba is there) are read and
+decoded in one compiled loop over a part's files that holds no GIL (:mod:`thesislib.kernels.filereads`: the C
+library's ``open``/``read``/``close``, then the decode, straight into the row); in Python (PNG, the other
+codecs, and every file the loop refuses) a file is read with one ``os.open``, ``os.read`` and ``os.close`` (no
+Python file object, no buffering layer: for a small image those cost as much as its decode). The reads and
+the JPEG and PNG decodes release the GIL, so a few threads work on one batch at once (how many:
+:func:`thesislib.kernels.jpeg.batch_threads`). The choices below were measured per file on the stores'
+images (``benchmarks/peers.py`` and the ``files`` rows; the figures live in its output).
 
-* JPEG: libjpeg-turbo's TurboJPEG API called from a Numba-compiled loop over a part's files (no GIL held
-  while a part decodes, :mod:`thesislib.kernels.turbojpeg`) where the system library and Numba are there;
-  else libjpeg-turbo through ``simplejpeg`` with Pillow's settings, decoded into the batch row
-  (:mod:`thesislib.kernels.jpeg`). Either is cheaper per file than ``torchvision.io.decode_jpeg`` (which allocates a
-  tensor per image), OpenCV (BGR, then a copy) and Pillow (a file object, an image object, a conversion).
+* JPEG: libjpeg-turbo's TurboJPEG API called from the compiled loop (:mod:`thesislib.kernels.turbojpeg`,
+  FFCV's way) where the system library and Numba are there; else libjpeg-turbo through ``simplejpeg`` with
+  Pillow's settings, decoded into the batch row (:mod:`thesislib.kernels.jpeg`). Either is cheaper per file
+  than ``torchvision.io.decode_jpeg`` (which allocates a tensor per image), OpenCV (BGR, then a copy) and
+  Pillow (a file object, an image object, a conversion).
 * PNG: OpenCV (``cv2.imdecode``, then ``cvtColor`` into the batch row; both release the GIL) where it is
   installed, for the 8-bit RGB PNG the store writes: faster than Pillow per file (the same zlib inflate,
   without Pillow's image objects and conversion), and lossless, so the same pixels; any other PNG (palette,
   grey, alpha, 16-bit) goes to Pillow.
 * BMP: the uncompressed 24-bit BMP the store writes is a header and bottom-up BGR rows, so it is decoded by
-  NumPy (one flipped, channel-reversed copy into the row) instead of Pillow's codec machinery; any other
-  BMP variant (palette, 32-bit, compressed) is refused and decoded by Pillow.
+  one flipped, channel-reversed copy into the row (in the compiled loop, else by NumPy: :func:`bmp_into`)
+  instead of Pillow's codec machinery; any other BMP variant (palette, 32-bit, compressed) is refused and
+  decoded by Pillow.
 """
 
 import io
@@ -35,6 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from thesislib.errors import ThesisError
 from thesislib.kernels import jpeg, turbojpeg
+from thesislib.kernels.filereads import PathTable, loop_unavailable, read_rows
 from thesislib.kernels.parts import Parts
 
 READ_SIZE = 1 << 12  # bytes a file's first read asks for, at first (a larger file raises it: ReadSize)
@@ -107,26 +112,30 @@ class Decoder:
     exact: bool           # Pillow's decoding settings (accurate DCT, fancy upsampling): Pillow's pixels
     note: str
     module: str = ""      # the optional package it needs
-    batched: bool = False  # decode_into takes a part's file bytes and rows at once and returns their status
+    loop: str = ""        # the codec of the compiled loop that reads and decodes a part's files
+                          # (thesislib.kernels.filereads) where it can run; decode_into then decodes the
+                          # files it refuses
     check: object = None   # () -> None if it can run here, else why not (beyond importing ``module``)
 
 
 DECODERS = {
     "pillow": Decoder(pillow_into, ("jpeg", "png", "bmp", "tiff", "webp", "jp2"), True,
                       "Pillow, the reference decode"),
-    "bmp": Decoder(bmp_into, ("bmp",), True, "NumPy on the uncompressed 24-bit BMP the store writes (a header "
-                   "and bottom-up BGR rows): the same bytes as Pillow's; other BMP variants go to Pillow"),
+    "bmp": Decoder(bmp_into, ("bmp",), True, "the uncompressed 24-bit BMP the store writes (a header and "
+                   "bottom-up BGR rows) copied into the row, read and copied in a compiled loop over a part's "
+                   "files where Numba is there, else by NumPy: the same bytes as Pillow's; other BMP variants "
+                   "go to Pillow", loop="bmp"),
     "opencv-png": Decoder(opencv_png_into, ("png",), True, "OpenCV on the 8-bit RGB PNG the store writes "
                           "(lossless: Pillow's pixels); other PNG variants go to Pillow", "cv2"),
-    "turbojpeg": Decoder(turbojpeg.decode_rows, ("jpeg",), True,
-                         "libjpeg-turbo's TurboJPEG API from a Numba-compiled loop over a part's files, no GIL "
-                         "held (FFCV's way), Pillow's settings; the files it refuses go to simplejpeg, then "
-                         "Pillow. Needs the system's libturbojpeg and Numba", "numba", batched=True,
-                         check=turbojpeg.unavailable_reason),
-    "turbojpeg-fast": Decoder(turbojpeg.decode_rows_fast, ("jpeg",), False,
+    "turbojpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
+                         "libjpeg-turbo's TurboJPEG API from a Numba-compiled loop that reads and decodes a "
+                         "part's files, no GIL held (FFCV's way), Pillow's settings; the files it refuses go "
+                         "to simplejpeg, then Pillow. Needs the system's libturbojpeg and Numba", "numba",
+                         loop="jpeg", check=turbojpeg.unavailable_reason),
+    "turbojpeg-fast": Decoder(jpeg.decode_jpeg_fast_into, ("jpeg",), False,
                               "turbojpeg with the fast integer DCT (TJFLAG_FASTDCT), FFCV 1.0.2's setting: "
                               "approximate; the files it refuses go to simplejpeg-fast, then Pillow", "numba",
-                              batched=True, check=turbojpeg.unavailable_reason),
+                              loop="jpeg", check=turbojpeg.unavailable_reason),
     "simplejpeg": Decoder(jpeg.decode_jpeg_into, ("jpeg",), True,
                           "libjpeg-turbo through simplejpeg, accurate DCT and fancy upsampling (Pillow's "
                           "settings); exact where it links the same libjpeg-turbo as Pillow: checked by the "
@@ -200,42 +209,51 @@ class FileDecoder:
             raise ThesisError(f"image decoder {decoder!r} {reason}")
         self.decoder = decoder
         self.parts = Parts(threads, "decode")
-
         self.decode_into = DECODERS[decoder].decode_into
-        self.batched = DECODERS[decoder].batched
         self.exact = DECODERS[decoder].exact
-        if self.batched:
-            turbojpeg.compiled_loop()  # compiled now (about a second), not inside the first timed epoch
+        self.loop = DECODERS[decoder].loop if DECODERS[decoder].loop and not loop_unavailable(
+            DECODERS[decoder].loop) else ""
+        self.flags = turbojpeg.EXACT_FLAGS if self.exact else turbojpeg.FAST_FLAGS
         self.read_size = ReadSize()
+        if self.loop:
+            compile_loop(self.loop, self.flags)  # now (about a second), not inside the first timed epoch
 
     def decode_one(self, path, out: np.ndarray) -> None:
         try:
-            if self.batched:  # a file turbojpeg refused: simplejpeg, with the same DCT
-                jpeg.decode_jpeg_into(self.read_size.read(path), out, fast=not self.exact)
-            else:
-                self.decode_into(self.read_size.read(path), out)
+            self.decode_into(self.read_size.read(path), out)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, RuntimeError) as exc:
             raise ThesisError(f"corrupt or unreadable image {path} ({exc}): delete its store folder and run "
                               "`python -m thesislib prepare` again") from exc
 
-    def decode_range(self, paths, out: np.ndarray, on_error=None) -> None:
-        """Decode ``paths`` into the rows of ``out``; ``on_error(path, row)``, if given, is called for a file
-        that does not decode (it decodes the row another way or raises), else a ThesisError names it."""
-        rows = out
-        if self.batched and turbojpeg.fits(out):  # the part's files read, decoded in one call
-            refused = np.flatnonzero(self.decode_into([self.read_size.read(path) for path in paths], out))
-            paths, rows = [paths[row] for row in refused.tolist()], [out[row] for row in refused.tolist()]
-        for path, row in zip(paths, rows):  # one by one: the refused files, or every file
+    def decode_part(self, table: PathTable, indices: np.ndarray, out: np.ndarray, on_error=None) -> None:
+        """Decode the files ``table[indices]`` into the rows of ``out``: in the compiled loop where it can,
+        the rows it refuses (or every row) one by one; ``on_error(path, row)``, if given, is called for a
+        file that does not decode (it decodes the row another way or raises), else a ThesisError names it."""
+        rows = range(len(indices))
+        if self.loop and turbojpeg.fits(out):
+            status = read_rows(self.loop, table, indices, out, self.read_size.size, self.flags)
+            rows = np.flatnonzero(status).tolist()
+        for row in rows:
+            path = table.paths[indices[row]]
             try:
-                self.decode_one(path, row)
+                self.decode_one(path, out[row])
             except ThesisError:
                 if on_error is None:
                     raise
-                on_error(path, row)
+                on_error(path, out[row])
 
-    def __call__(self, paths: list, out: np.ndarray, on_error=None) -> np.ndarray:
-        """Decode ``paths`` into ``out`` (len(paths), H, W, 3), in order; contiguous parts per thread (see
-        :func:`thesislib.kernels.jpeg.batch_threads`)."""
-        self.parts.run(lambda a, b: self.decode_range(paths[a:b], out[a:b], on_error), len(paths),
+    def decode_files(self, table: PathTable, indices: np.ndarray, out: np.ndarray, on_error=None) -> np.ndarray:
+        """Decode the files ``table[indices]`` into ``out`` (len(indices), H, W, 3), in order; contiguous
+        parts per thread (see :func:`thesislib.kernels.jpeg.batch_threads`)."""
+        self.parts.run(lambda a, b: self.decode_part(table, indices[a:b], out[a:b], on_error), len(indices),
                        jpeg.batch_threads(self.parts.threads))
         return out
+
+    def __call__(self, paths: list, out: np.ndarray, on_error=None) -> np.ndarray:
+        """:meth:`decode_files` of a list of paths."""
+        return self.decode_files(PathTable(paths), np.arange(len(paths)), out, on_error)
+
+
+def compile_loop(codec: str, flags: int) -> None:
+    """Compile the loop for ``codec`` by running it over no rows."""
+    read_rows(codec, PathTable([]), np.zeros(0, np.int64), np.zeros((0, 1, 1, 3), np.uint8), 1, flags)

@@ -16,7 +16,7 @@ decodes those rows another way (which names the damaged sample).
 
 Approximate, only when asked for by name: :data:`FAST_FLAGS` (``TJFLAG_FASTDCT``, the fast integer DCT with
 fancy upsampling kept) is FFCV 1.0.2's setting (its ``libffcv.cpp`` passes ``TJFLAG_FASTDCT`` to
-``tjDecompress2``); the pixels then differ from Pillow's by a few levels (:func:`decode_rows_fast`).
+``tjDecompress2``); the pixels then differ from Pillow's by a few levels.
 
 Needs the system library ``libturbojpeg`` (Debian/Ubuntu: ``libturbojpeg0``, installed by ``make
 system-deps``) and Numba; :func:`unavailable_reason` says why not where either is missing, and the readers
@@ -79,27 +79,42 @@ def available() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def compiled_loop():
-    """The Numba-compiled loop, compiled once per process (about a second)."""
+def compiled_decode():
+    """The Numba-compiled decode of one JPEG into one row of a batch: ``decode_at(handle, address, size, out,
+    row, flags, dim) -> status`` (0: decoded; ``dim``, four int32, receives the header's width, height,
+    subsampling and colour space). An image whose header does not parse or whose size is not the batch's
+    is never decoded into the buffer (status 1). Shared by the loop below and the compiled file reads
+    (:mod:`thesislib.kernels.filereads`)."""
     import numba
 
     lib = library()
     header, decompress = lib.tjDecompressHeader3, lib.tjDecompress2
 
     @numba.njit(nogil=True)  # not cached on disk: Numba cannot pickle the ctypes pointers
-    def decode_rows(handle, addresses, sizes, out, start, stop, flags, dims, status):
+    def decode_at(handle, address, size, out, row, flags, dim):
         height, width = out.shape[1], out.shape[2]
-        row_bytes = width * out.shape[3]
+        if header(handle, address, size, dim.ctypes.data, dim[1:].ctypes.data, dim[2:].ctypes.data,
+                  dim[3:].ctypes.data) != 0:
+            return 1
+        if dim[0] != width or dim[1] != height:  # never decode into a row it would not fit
+            return 1
+        return decompress(handle, address, size, out[row].ctypes.data, width, width * out.shape[3], height,
+                          TJPF_RGB, flags)
+
+    return decode_at
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_loop():
+    """The Numba-compiled loop over a part of a batch, compiled once per process (about a second)."""
+    import numba
+
+    decode_at = compiled_decode()
+
+    @numba.njit(nogil=True)
+    def decode_rows(handle, addresses, sizes, out, start, stop, flags, dims, status):
         for row in range(start, stop):
-            status[row] = 1
-            dim = dims[row]  # width, height, subsampling, colour space of this image's header
-            if header(handle, addresses[row], sizes[row], dim.ctypes.data, dim[1:].ctypes.data,
-                      dim[2:].ctypes.data, dim[3:].ctypes.data) != 0:
-                continue
-            if dim[0] != width or dim[1] != height:  # never decode into a row it would not fit
-                continue
-            status[row] = decompress(handle, addresses[row], sizes[row], out[row].ctypes.data, width,
-                                     row_bytes, height, TJPF_RGB, flags)
+            status[row] = decode_at(handle, addresses[row], sizes[row], out, row, flags, dims[row])
 
     return decode_rows
 
@@ -151,11 +166,6 @@ def fits(out: np.ndarray) -> bool:
 def decode_rows(datas: list, out: np.ndarray, flags: int = EXACT_FLAGS) -> np.ndarray:
     """:func:`decode_batch` in the calling thread alone."""
     return decode_batch(None, datas, out, 1, flags)
-
-
-def decode_rows_fast(datas: list, out: np.ndarray) -> np.ndarray:
-    """:func:`decode_rows` with :data:`FAST_FLAGS` (FFCV's fast DCT): approximate pixels."""
-    return decode_batch(None, datas, out, 1, FAST_FLAGS)
 
 
 def decode_batch(parts, datas, out: np.ndarray, threads: int, flags: int = EXACT_FLAGS) -> np.ndarray:

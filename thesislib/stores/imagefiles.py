@@ -260,8 +260,9 @@ class FilesReader(Reader):
     Local stores: the batch's files read and decoded by a few threads at once into the batch buffer
     (:mod:`thesislib.kernels.imagefiles`: the reads and decodes release the GIL), each with the fastest
     decoder that gives Pillow's pixels (:func:`exact_decoder`: TurboJPEG from Numba or ``simplejpeg`` for
-    JPEG, OpenCV for PNG,
-    NumPy for the uncompressed BMP, Pillow for the other codecs; checked by the tests). A file that its
+    JPEG, OpenCV for PNG, a copy of the rows of the uncompressed BMP, Pillow for the other codecs; checked
+    by the tests); JPEG and BMP files are read and decoded in one compiled loop without the GIL
+    (:mod:`thesislib.kernels.filereads`; the paths are encoded once, when the reader opens). A file that its
     decoder refuses is decoded again by Pillow, which names what is wrong. A store at a URL: the batch's
     files fetched concurrently, then decoded by Pillow (exact pixels, whatever ``decode`` asks for).
     ``decode="fast"``: JPEGs with the fast DCT (:func:`fast_decoder`, approximate, FFCV's setting).
@@ -280,16 +281,19 @@ class FilesReader(Reader):
         self.decode = FileDecoder(decoder or (fast_decoder if fast else exact_decoder)(store.spec.codec))
 
     def open(self):
-        return self.paths if self.remote else [os.fspath(path) for path in self.paths]  # str: opened fastest
+        """A remote store's URLs; a local store's paths encoded once for the compiled reads."""
+        from thesislib.kernels.filereads import PathTable
+
+        return self.paths if self.remote else PathTable(self.paths)
 
     def read_from(self, handle, indices, out=None):
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
-        paths = [handle[index] for index in indices.tolist()]
         if self.remote:
+            paths = [handle[index] for index in indices.tolist()]
             for row, (path, data) in enumerate(zip(paths, remote.read_many(paths))):  # one concurrent fetch
                 images[row] = decode_checked(path, self.shape[1:], data)
         else:
-            self.decode(paths, images, self.decode_slowly)
+            self.decode.decode_files(handle, np.asarray(indices), images, self.decode_slowly)
         return images, self.labels[indices]
 
     def decode_slowly(self, path, row) -> None:
