@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from thesislib.errors import ThesisError
+from thesislib import stores
 from thesislib.kernels import jpeg, turbojpeg
 from thesislib.kernels.imagefiles import FileDecoder, ReadSize, bmp_into
 from thesislib.kernels.parts import Parts
@@ -298,10 +299,12 @@ def test_decode_fast_is_the_same_dct_in_the_compiled_loop_and_in_the_fallback():
         np.testing.assert_array_equal(out, fallback)
 
 
-def test_decode_fast_has_nothing_to_approximate_in_a_lossless_store(data_dir):
-    expected, labels = pillow_split(data_dir, "files-png")
-    images, got_labels = epoch_with(data_dir, "files", "files-png", decode="fast")
-    np.testing.assert_array_equal(images, expected[sampler_order(len(labels))])
+@pytest.mark.parametrize("store", ["files-png", "files-bmp"])
+def test_decode_fast_is_refused_for_a_lossless_store_with_nothing_to_approximate(data_dir, store):
+    with pytest.raises(ThesisError, match=f"decode='fast' applies to .* not to {store}"):
+        make_loader("files", open_store(data_dir, "cifar10", store), "train", batch_size=BATCH, decode="fast")
+    assert stores.decodes_of(stores.get_store_spec(store)) == ("exact",)
+    assert stores.decodes_of(stores.get_store_spec("files-jpeg")) == ("exact", "fast")
 
 
 def test_decode_fast_is_refused_where_nothing_is_decoded_and_an_unknown_mode_names_the_choices(data_dir):

@@ -116,15 +116,15 @@ def validate(config: BenchConfig) -> BenchConfig:
 
 def check_decode(decode: str, loader_class, store: str) -> None:
     """A ThesisError unless ``decode`` is a decode mode (:data:`thesislib.kernels.jpeg.DECODES`) that the
-    loader offers on ``store`` (``"fast"``: a batch loader over a JPEG store whose format offers it)."""
+    loader offers on ``store``: ``"fast"`` only for a batch loader (whose store's reader decodes) over a store
+    that offers it (:func:`thesislib.stores.decodes_of`, the check the store's reader makes)."""
     from thesislib.kernels.jpeg import DECODES
     from thesislib.loaders.base import FormatLoader
-    from thesislib.stores import format_of
+    from thesislib.stores import decodes_of
 
     choose("decode", decode, DECODES)
-    spec = get_store_spec(store)
-    offered = getattr(format_of(spec.kind), "DECODES", ()) if issubclass(loader_class, FormatLoader) else ()
-    if decode != "exact" and (decode not in offered or spec.codec != "jpeg"):
+    offered = decodes_of(get_store_spec(store)) if issubclass(loader_class, FormatLoader) else ("exact",)
+    if decode not in offered:
         raise ThesisError(f"--decode {decode} applies to the JPEG stores read by the files or tfrecord loaders "
                           f"(files-jpeg, tfrecord), not to the {loader_class.name} loader on {store}: leave "
                           "--decode exact")

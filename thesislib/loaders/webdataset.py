@@ -2,10 +2,14 @@
 
 Per epoch: this rank's shards in the epoch's seeded order (:func:`~thesislib.loaders.streaming.
 assigned_shards`), ``WebDataset(urls, workersplitter=split_by_worker)`` (each DataLoader worker streams its
-own shards), a shuffle buffer, ``.decode("rgb8")`` (Pillow, as ``files`` decodes ``files-jpeg``: the same
-pixels), ``.to_tuple("jpg", "cls", "__key__")`` and ``.batched(batch_size)``; PyTorch's ``DataLoader``
-(``batch_size=None``) runs the workers. Not in the sampler's order (the contract exempts streaming loaders),
-but every sample exactly once per epoch, with its label. Parameters: see
+own shards), a shuffle buffer of undecoded samples, ``.to_tuple("jpg", "cls", "__key__", "__url__")`` and
+``.batched(batch_size, collation_fn=BatchDecoder(...))``: each batch's JPEGs are decoded at once into one
+array (:func:`thesislib.kernels.jpeg.decode_batch`: the compiled TurboJPEG loop where it runs, Pillow's
+settings, so the pixels equal the ``files`` loader's on ``files-jpeg``) instead of one Pillow call per sample
+in ``.decode("rgb8")``, as WebDataset's documentation suggests for speed (decode after batching); PyTorch's
+``DataLoader`` (``batch_size=None``) runs the workers. The tar reading and the pipeline stay the library's:
+``benchmarks/peers.py`` shows what that costs per sample. Not in the sampler's order (the contract exempts
+streaming loaders), but every sample exactly once per epoch, with its label. Parameters: see
 :class:`~thesislib.loaders.streaming.StreamingLoader`.
 """
 
@@ -13,7 +17,11 @@ import importlib.util
 
 import numpy as np
 import torch
+from PIL import UnidentifiedImageError
 
+from thesislib.kernels.imagefiles import pillow_into
+from thesislib.kernels.jpeg import decode_batch
+from thesislib.kernels.parts import Parts
 from thesislib.loaders.base import iterate
 from thesislib.loaders.streaming import StreamingLoader, buffer_seed
 from thesislib.stores import webdataset as store_format
@@ -28,19 +36,37 @@ def shard_error(exc):
     raise damaged(url, f"cannot be read ({type(exc).__name__}: {exc.args[0] if exc.args else exc})") from exc
 
 
-def sample_error(exc):
-    """webdataset's error handler for a sample that does not decode: names its shard and member (the
-    library's ``DecodingError`` carries them) and the fix."""
-    url = getattr(exc, "url", None) or "a shard of the webdataset store"
-    member = f"{getattr(exc, 'key', '?')}.{getattr(exc, 'k', '?')}"
-    raise damaged(url, f"holds {member}, which does not decode ({exc.__cause__ or exc})") from exc
+class BatchDecoder:
+    """``batched``'s collation function: samples (jpg bytes, cls bytes, key, url) -> (images (B, H, W, 3)
+    uint8, labels int64, sample indices int64) tensors, the batch's JPEGs decoded at once; a member that does
+    not decode, or a class that is not a number, is named with its shard. Picklable (threads made lazily)."""
+
+    def __init__(self, sample_shape):
+        self.sample_shape = tuple(sample_shape)
+        self.parts = Parts(None, "decode")
+
+    def __call__(self, samples) -> tuple:
+        datas, classes, keys, urls = zip(*samples)
+        images = np.empty((len(datas), *self.sample_shape), dtype=np.uint8)
+
+        def decode_slowly(row, exc) -> None:  # what the fast decoders refuse: Pillow, or the member named
+            try:
+                pillow_into(datas[row], images[row])
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+                raise damaged(urls[row], f"holds {keys[row]}.jpg, which does not decode ({error})") from exc
+
+        decode_batch(self.parts, datas, images, decode_slowly)
+        labels = [class_number(data, key, url) for data, key, url in zip(classes, keys, urls)]
+        return (torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
+                torch.tensor([int(key) for key in keys], dtype=torch.int64))
 
 
-def collate(samples) -> tuple:
-    """(images (B, H, W, 3) uint8, labels int64, sample indices int64) tensors of decoded samples."""
-    images, labels, keys = zip(*samples)
-    return (torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
-            torch.tensor([int(key) for key in keys], dtype=torch.int64))
+def class_number(data: bytes, key: str, url: str) -> int:
+    """The label in a ``.cls`` member (its decimal text, as webdataset decodes it)."""
+    try:
+        return int(data)
+    except (TypeError, ValueError) as exc:
+        raise damaged(url, f"holds {key}.cls, which is not a class number ({data[:20]!r})") from exc
 
 
 class WebDatasetLoader(StreamingLoader):
@@ -68,8 +94,9 @@ class WebDatasetLoader(StreamingLoader):
                                  handler=shard_error, empty_check=False)
         if self.shuffle:
             dataset = dataset.shuffle(self.shuffle_buffer, seed=buffer_seed(self.seed, self.epoch, self.rank))
-        dataset = dataset.decode("rgb8", handler=sample_error).to_tuple("jpg", "cls", "__key__")
-        return dataset.batched(self.batch_size, collation_fn=collate, partial=True)
+        dataset = dataset.to_tuple("jpg", "cls", "__key__", "__url__")
+        return dataset.batched(self.batch_size, collation_fn=BatchDecoder(self.store.shape(self.split)[1:]),
+                               partial=True)
 
     def samples(self):
         dataset = self.pipeline()

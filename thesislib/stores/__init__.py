@@ -43,6 +43,26 @@ STORES = {spec.name: spec for kind in FORMATS for spec in format_of(kind).STORES
 LOSSLESS = [name for name, spec in STORES.items() if spec.lossless]
 
 
+def decodes_of(spec: StoreSpec) -> tuple:
+    """How the store ``spec`` may be decoded (:data:`thesislib.kernels.jpeg.DECODES`): ``("exact", "fast")``
+    for a store of JPEGs whose format offers the approximate decode (its module's ``DECODES``), else
+    ``("exact",)`` (a lossless codec or raw pixels: nothing to approximate)."""
+    offered = getattr(format_of(spec.kind), "DECODES", ("exact",))
+    return tuple(offered) if spec.codec == "jpeg" else ("exact",)
+
+
+def check_decode(spec: StoreSpec, decode: str) -> str:
+    """``decode`` if the store ``spec`` offers it (:func:`decodes_of`); else a ThesisError naming the store
+    and the fix (an unknown mode: the choices)."""
+    from thesislib.kernels.jpeg import DECODES
+
+    if choose("decode", decode, DECODES) not in decodes_of(spec):
+        raise ThesisError(f"decode={decode!r} applies to the stores of JPEGs read by the files or tfrecord "
+                          f"loaders (files-jpeg, tfrecord), not to {spec.name} ({spec.kind}): leave decode as "
+                          "'exact'")
+    return decode
+
+
 def get_store_spec(name: str) -> StoreSpec:
     return STORES[choose("store", name, STORES)]
 
@@ -117,16 +137,11 @@ class Store:
 
     def reader(self, split: str, decode: str = "exact"):
         """A :class:`~thesislib.stores.base.Reader` of ``split`` (not yet open). ``decode``: how JPEGs are
-        decoded (:data:`thesislib.kernels.jpeg.DECODES`; ``"fast"`` is approximate), for the formats that
-        decode JPEGs (their module's ``DECODES``); a ThesisError for any other format asked for ``"fast"``."""
-        from thesislib.kernels.jpeg import DECODES
-
+        decoded (:data:`thesislib.kernels.jpeg.DECODES`; ``"fast"`` is approximate), checked by
+        :func:`check_decode` (a ThesisError for a store that holds no JPEG or whose format cannot)."""
         split = choose("split", split, self.manifest["splits"])
-        if choose("decode", decode, DECODES) == "exact" and not hasattr(self.format, "DECODES"):
+        if check_decode(self.spec, decode) == "exact" and not hasattr(self.format, "DECODES"):
             return self.format.reader(self, split)
-        if decode not in getattr(self.format, "DECODES", ("exact",)):
-            raise ThesisError(f"decode={decode!r} applies to the stores that hold JPEGs read by the files or "
-                              f"tfrecord loaders, not to {self.name} ({self.kind}): leave decode as 'exact'")
         return self.format.reader(self, split, decode=decode)
 
     def data_files(self) -> list:

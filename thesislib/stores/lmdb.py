@@ -9,9 +9,10 @@ reader table, not data).
   Shape, dtype and labels are also in the store's manifest.
 
 This is the layout of the LMDB datasets of Caffe and of many PyTorch training repositories. A batch is
-one read transaction that looks up its sorted keys and copies each value into the batch array; the
-environment is opened read-only without locking (a finished store is never written) and without OS
-read-ahead (a shuffled batch touches scattered pages), lazily in the process that reads.
+one read transaction that looks up its sorted keys in one call (``Cursor.getmulti``: the loop over keys in
+C) and copies the values into the batch array; the environment is opened read-only without locking (a
+finished store is never written) and without OS read-ahead (a shuffled batch touches scattered pages),
+lazily in the process that reads.
 
 ``num_workers`` threads, not worker processes, read batches ahead (:meth:`LmdbReader.reads_in_threads`):
 a read-only environment opened without locking serves one read transaction per batch from any thread, a
@@ -131,7 +132,8 @@ def open_split(folder: Path, count: int):
 
 
 class LmdbReader(Reader):
-    """Batches of a split: one read transaction per batch, each sample's value copied into the batch."""
+    """Batches of a split: one read transaction and one ``getmulti`` per batch, the values copied into the
+    batch; a missing value or one of the wrong size is named by its sample index."""
 
     def __init__(self, store, split):
         super().__init__(store, split)
@@ -152,16 +154,25 @@ class LmdbReader(Reader):
         env, labels = handle
         images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
         flat = images.reshape(len(indices), -1)
+        keys = np.asarray(indices, dtype=">u8").tobytes()  # every key at once: 8 bytes big-endian each
         try:
             with env.begin(buffers=True) as txn:
-                for row, index in enumerate(indices.tolist()):
-                    value = txn.get(key(index))
-                    if value is None or len(value) != self.sample_bytes:
-                        raise self.bad_value(value, index)
-                    flat[row] = np.frombuffer(value, dtype=np.uint8)
+                pairs = txn.cursor().getmulti([keys[at:at + 8] for at in range(0, len(keys), 8)])
+                values = [value for _, value in pairs]
+                if len(values) != len(indices) or set(map(len, values)) - {self.sample_bytes}:
+                    raise self.first_bad_value(txn, indices)
+                flat[...] = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(flat.shape)
         except lmdb.Error as exc:
             raise damaged(self.folder / "data.mdb", f"cannot be read ({exc})") from exc
         return images, labels[indices]
+
+    def first_bad_value(self, txn, indices):
+        """The error naming the first of ``indices`` whose value is missing or of the wrong size."""
+        for index in indices.tolist():
+            value = txn.get(key(index))
+            if value is None or len(value) != self.sample_bytes:
+                return self.bad_value(value, index)
+        return damaged(self.folder / "data.mdb", "returned fewer values than keys asked for")
 
     def bad_value(self, value, index):
         what = "lacks" if value is None else f"has {len(value)} bytes, not {self.sample_bytes}, for"
