@@ -6,11 +6,15 @@ a crash loses no earlier row. The environment (the thesis's section 2.6) is appe
 to ``<results>.env.jsonl``, keyed by the ``run_id`` its rows share.
 
 With ``cold=True`` the store's files are evicted from the page cache before each epoch (the loaders'
-maps closed first), so every epoch reads from the disk; ``cache_state`` says which, and ``cached_pct`` is
-the share of the store's bytes in the page cache as the first epoch starts (after a cold run's eviction).
-That harness work stays out of the run's figures: the first eviction and the ``cached_pct`` measure run
-before the profiler starts, the later evictions before each epoch's timer under ``Profiler.paused`` (so
-outside ``cpu_util_pct``; the GPU and memory samplers keep running through them).
+maps closed first), so every epoch reads from the disk; otherwise (``warm``) the store's files are read once,
+sequentially, before each repeat, so that repeat 1 too starts with the store in the page cache (the stores
+read before it may have pushed it out; without this, repeat 1 of a study's combination often read from the
+disk while repeats 2-10 did not). ``cache_state`` says which, and ``cached_pct`` is the share of the store's
+bytes in the page cache as the first epoch starts (after a cold run's eviction or a warm run's read; a store
+larger than the free memory shows here). That harness work stays out of the run's figures: the first
+eviction or read and the ``cached_pct`` measure run before the profiler starts, the later evictions before
+each epoch's timer under ``Profiler.paused`` (so outside ``cpu_util_pct``; the GPU and memory samplers keep
+running through them).
 
 Under ``torchrun --nproc-per-node N`` (see :mod:`thesislib.distributed`) the protocol runs on N ranks: each
 reads its share of every epoch (the sampler's rank split), trains a ``DistributedDataParallel`` model and
@@ -233,10 +237,13 @@ class Run:
         distributed.barrier()
 
     def measure(self, on_batch=None) -> tuple:
-        """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) and the
-        cache measure run before the profiler starts; later evictions are left out of its CPU figures."""
+        """(per-epoch results, figures) of the training epochs. The first eviction (cold runs) or the read
+        of the store (warm runs) and the cache measure run before the profiler starts; later evictions are
+        left out of its CPU figures."""
         if self.config.cold:
             self.evict()
+        else:
+            pagecache.read_through(self.files)
         self.cached_pct = 100 * pagecache.resident_fraction(self.files)
         with Profiler(self.config.device) as profiler:
             epochs = fit(self.model, self.optimizer, self.train, self.val, self.config.epochs,

@@ -92,6 +92,19 @@ def resident_fraction(paths) -> float:
     return resident / total if total else math.nan
 
 
+def read_through(paths, chunk: int = 8 << 20) -> int:
+    """Read every file of ``paths`` once, sequentially, so that a read right after finds them in the page
+    cache (what a "warm" run means: other stores read before may have pushed them out); returns the bytes
+    read. A store larger than the free memory cannot stay whole: ``resident_fraction`` then says how much
+    did."""
+    buffer, total = bytearray(chunk), 0
+    for path in paths:
+        with open(path, "rb", buffering=0) as file:
+            while count := file.readinto(buffer):
+                total += count
+    return total
+
+
 def evict(paths) -> int:
     """Drop the clean cached pages of ``paths`` from the page cache; returns the bytes advised."""
     if not hasattr(os, "posix_fadvise"):
