@@ -29,7 +29,8 @@ train split, batch 256, no model), 0 and 2 workers. The cases (``--list`` prints
 Method. Before its warm-up and before each timed round, every case reads its files once, untimed (the
 store's data files, or the peer's folder), so that it is measured with a warm page cache even when the other
 cases' files together exceed the RAM. Every case first runs an untimed warm-up (one epoch, or ``--warmup-seconds`` of it: page-in, first
-allocations, FFCV's compilation, worker start-up paths), which also sets its measure: a case whose epoch
+allocations, FFCV's compilation, worker start-up paths; a thesislib loader still timing its prefetch threads
+gets more warm-up until it has chosen, and the note says what it chose), which also sets its measure: a case whose epoch
 takes longer than ``--round-seconds`` measures the first batches worth about that long (the note says
 "first K of N batches"); a case whose epoch takes under 0.5 s repeats it within a round. Rounds are
 interleaved (the case order rotates every round), so a busy machine slows every case alike; the summary
@@ -67,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from thesislib.loaders import DEFAULT_STORES, loader_order, make_loader  # noqa: E402
 from thesislib.loaders import unavailable_reason as loader_unavailable  # noqa: E402
 from thesislib.loaders.sampler import epoch_batches  # noqa: E402
-from thesislib.pagecache import store_files  # noqa: E402
+from thesislib.pagecache import read_through, store_files  # noqa: E402
 from thesislib.paths import project_path  # noqa: E402
 from thesislib.prepare import prepare  # noqa: E402
 from thesislib.report import peers as report  # noqa: E402
@@ -78,6 +79,7 @@ warnings.filterwarnings("ignore", message="The given NumPy array is not writable
 BATCH = 256
 DATA_DIR = "data/bench"
 MIN_ROUND_S = 0.5   # a round of a fast case repeats its epoch at least this long
+WARMUP_EPOCHS_TO_CHOOSE = 10  # more warm-up epochs, at most, for a loader still choosing its prefetch threads
 FASTEST_STORES = {"files": ["files-bmp", "files-jpeg"], "numpy": ["npy-uint8"], "memory": ["npy-uint8"]}
 CLOSED_EACH_EPOCH = {"lmdb"}  # store kinds whose readers are closed after each epoch: LMDB opens a path once
                              # per process, so a case's open environment would break the next case's
@@ -197,8 +199,30 @@ def thesislib_loader(loader, store, **options):
             finally:
                 if STORES[store].kind in CLOSED_EACH_EPOCH:
                     made.close()
+        stream.loader = made  # set_up reads what its prefetcher chose (threads_note)
         return stream
     return make
+
+
+def still_measuring(stream) -> bool:
+    """True while a thesislib loader's prefetcher is still timing its thread counts (it decides within its
+    first WINDOW * TRIALS * 3 batches; see ``thesislib.kernels.prefetch``)."""
+    prefetcher = getattr(getattr(stream, "loader", None), "prefetcher", None)
+    return prefetcher is not None and prefetcher.threads > 0 and prefetcher.choice is None
+
+
+def threads_note(stream) -> str:
+    """What a thesislib loader's prefetcher chose for its ``num_workers`` by measuring in the warm-up
+    (``thesislib.kernels.prefetch``): the note says it, since a loader that reads in the loop's thread with 2
+    workers runs the same code as with 0."""
+    prefetcher = getattr(getattr(stream, "loader", None), "prefetcher", None)
+    if prefetcher is None or prefetcher.threads == 0:
+        return ""
+    if prefetcher.choice is None:
+        return "prefetch threads still measured after the warm-up"
+    if prefetcher.choice == 0:
+        return "read in the loop's thread: prefetch threads measured no faster"
+    return f"{prefetcher.choice} prefetch thread{'s' if prefetcher.choice > 1 else ''} (measured fastest)"
 
 
 # ---- per-sample PyTorch baselines, one per store kind --------------------------------------------------
@@ -739,6 +763,10 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
         case.stream = case.make(ctx, case.workers)
         read_through(case.files(ctx))
         warm = drain(case.stream, 0, max_seconds=warmup_s)
+        for epoch in range(1, WARMUP_EPOCHS_TO_CHOOSE + 1):  # a loader still timing its prefetch threads
+            if not still_measuring(case.stream):            # finishes that here, untimed
+                break
+            warm = drain(case.stream, epoch, max_seconds=warmup_s)
     except Skip as exc:
         case.skipped = str(exc)
         return
@@ -748,6 +776,7 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
     if not warm.images:
         case.skipped = "failed: no images in the warm-up"
         return
+    case.note = "; ".join(filter(None, [case.note, threads_note(case.stream)]))
     steady = (warm.images - warm.first_images) / (warm.seconds - warm.first_s) if warm.batches > 1 else \
         warm.images / warm.seconds          # images/s once started
     start_s = max(0.0, warm.first_s - warm.first_images / steady)
@@ -758,16 +787,6 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
         case.max_batches = min(ctx.epoch_batches, max(2, math.ceil(max(round_s - start_s, 0.2 * round_s)
                                                                     * steady / BATCH)))
         case.note = "; ".join(filter(None, [case.note, f"first {case.max_batches} of {ctx.epoch_batches} batches"]))
-
-
-def read_through(paths, chunk: int = 8 << 20) -> None:
-    """Read every file of ``paths`` once, sequentially (untimed), so that the timed read finds them in the
-    page cache, as the study's "warm" means; the other cases of a round may have pushed them out."""
-    buffer = bytearray(chunk)
-    for path in paths:
-        with open(path, "rb", buffering=0) as file:
-            while file.readinto(buffer):
-                pass
 
 
 def write_peer_files(cases_, ctx) -> None:

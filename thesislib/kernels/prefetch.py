@@ -41,8 +41,8 @@ from thesislib.stores.gather import BatchRing
 
 BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
 WINDOW = 16        # batches per timed window while the thread count is chosen
-TRIALS = 3         # timed windows per candidate thread count
-MARGIN = 0.1       # the share of the time per batch more threads must save to be chosen
+TRIALS = 5         # timed windows per candidate thread count
+MARGIN = 0.05      # the share of the time per batch more threads must save to be chosen
 
 
 class Layout:

@@ -121,9 +121,10 @@ def summarize(rounds: pd.DataFrame) -> pd.DataFrame:
                      "median_img_s": float(rates.median()) if usable else np.nan,
                      "min_img_s": float(rates.min()) if usable else np.nan,
                      "max_img_s": float(rates.max()) if usable else np.nan,
-                     "rounds": int(len(rates)), "note": part["note"].iloc[0], "skipped": skipped})
+                     "rounds": int(len(rates)), "note": part["note"].iloc[0], "skipped": skipped,
+                     "by_round": dict(zip(part["round"], part["img_s"])) if usable else {}})
     return pd.DataFrame(rows, columns=keys + ["median_img_s", "min_img_s", "max_img_s", "rounds", "note",
-                                              "skipped"])
+                                              "skipped", "by_round"])
 
 
 def rate(summary: pd.DataFrame, group: str, workers: int, case: str = None, loader: str = None,
@@ -152,12 +153,16 @@ def format_rate(value) -> str:
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary for reading: one row per case, per worker count ``median (min..max)`` rounded to three
-    significant digits, or ``skipped: <reason>``; the note last."""
+    significant digits, or ``skipped: <reason>``; the note last (what only a later worker count's note says
+    is added as ``<n> workers: ...``)."""
     workers = sorted(summary["workers"].unique())
     rows = {}
     for _, row in summary.iterrows():
         name = label(row)
         entry = rows.setdefault(name, {"case": name, "pixels": row["pixels"], "note": row["note"]})
+        extra = [part for part in str(row["note"] or "").split("; ") if part and part not in entry["note"]]
+        if extra:
+            entry["note"] = "; ".join(filter(None, [entry["note"], f"{row['workers']} workers: {', '.join(extra)}"]))
         entry[f"{row['workers']} workers"] = (
             f"skipped: {row['skipped']}" if row["skipped"] else
             f"{format_rate(row['median_img_s'])} ({format_rate(row['min_img_s'])}..{format_rate(row['max_img_s'])})")
@@ -249,11 +254,28 @@ def worker_goals(summary, workers) -> list:
     for _, row in ours[ours["workers"] == 0].iterrows():
         if not ((ours["case"] == row["case"]) & (ours["store"] == row["store"]) & (ours["workers"] == most)).any():
             continue
+        other = ours[(ours["case"] == row["case"]) & (ours["store"] == row["store"]) & (ours["workers"] == most)]
         many = rate(summary, "thesislib", most, case=row["case"], store=row["store"])
-        rows.append(goal_row(f"{row['case']} [{row['store']}]: {most} workers not slower than 0", most, many,
-                             row["median_img_s"] if not math.isnan(row["median_img_s"]) else None, 1.0,
-                             f"{most} workers / 0 workers"))
+        few = row["median_img_s"] if not math.isnan(row["median_img_s"]) else None
+        rows.append(goal_row(f"{row['case']} [{row['store']}]: {most} workers not slower than 0", most, many, few,
+                             1.0, f"{most} workers / 0 workers",
+                             slower_verdict(row["by_round"], other["by_round"].iloc[0], many, few)))
     return rows
+
+
+def slower_verdict(few_rounds: dict, many_rounds: dict, many, few):
+    """The "not slower" verdict from the rounds, paired (a round runs both cases next to each other):
+    None (the ratio decides) unless the median is slower; then "not met" only if more workers were slower in
+    every round, else "not measurably slower" with the count: one median below another is no evidence
+    of a slower loader when the rounds disagree (in 5 rounds, all 5 slower by chance: p = 1/32)."""
+    if many is None or few is None or many >= few:
+        return None
+    paired = [round_ for round_ in few_rounds if round_ in many_rounds
+              and not math.isnan(few_rounds[round_]) and not math.isnan(many_rounds[round_])]
+    slower = sum(many_rounds[round_] < few_rounds[round_] for round_ in paired)
+    if slower == len(paired):
+        return f"not met (slower in all {len(paired)} rounds)"
+    return f"not measurably slower (slower in {slower} of {len(paired)} rounds)"
 
 
 def baseline_goals(summary, workers) -> list:
