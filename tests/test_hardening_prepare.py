@@ -68,9 +68,10 @@ def test_ctrl_c_during_an_image_store_write_ends_within_seconds_and_leaves_no_te
     import psutil
 
     store = "files-png"  # the parquet store encodes through the same pool (thesislib/stores/pool.py)
+    # scale 0.2 (22,000 images): the write lasts several seconds, so the Ctrl-C lands inside it, not after
 
     dataset_dir = tmp_path / "tinyimagenet"
-    run = subprocess.Popen(prepare_command(tmp_path, "--dataset", "tinyimagenet", "--scale", "0.05", "--stores",
+    run = subprocess.Popen(prepare_command(tmp_path, "--dataset", "tinyimagenet", "--scale", "0.2", "--stores",
                                            store), stderr=subprocess.PIPE, text=True, env=ENV,
                            start_new_session=True)
     deadline = time.monotonic() + 120

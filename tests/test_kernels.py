@@ -13,7 +13,7 @@ from thesislib.kernels.gather import REFRESH, TRIALS, Gather, fastest, size_clas
 from thesislib.kernels.hdf5map import contiguous_map
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
-from thesislib.kernels.prefetch import WINDOW, Layout, Prefetcher, Split
+from thesislib.kernels.prefetch import MIN_WINDOW, WINDOW, Layout, Prefetcher, Split
 from thesislib.kernels.zarrchunks import ChunkReader, MappedShards, chunk_plan, mapped_shards
 from thesislib.loaders.sampler import epoch_batches
 from thesislib.stores import imagefiles, open_store
@@ -228,6 +228,17 @@ def test_a_prefetcher_times_each_thread_count_in_windows_then_keeps_one_with_the
     assert labels == [batch.tolist() for batch in batches]
     assert sorted(prefetcher.timings) == [0, 1, 2] and prefetcher.choice in (0, 1, 2)
     assert all(len(times) == WINDOWS_PER_CANDIDATE for times in prefetcher.timings.values())
+
+
+def test_epochs_shorter_than_a_window_are_timed_whole_so_that_the_choice_is_made_over_several_epochs():
+    reader = Failing()
+    reader.calls = -10**6  # never fails
+    epoch = [np.arange(i, i + 2) for i in range(0, 2 * MIN_WINDOW + 1, 2)]  # 5 batches, the last short
+    prefetcher = Prefetcher(2, layout=Layout((2,), np.uint8))
+    prefetcher.record = lambda threads, seconds, split=None: Prefetcher.record(prefetcher, threads, seconds)
+    for _ in range(WINDOWS_PER_CANDIDATE * 3):  # one window per epoch, each candidate in turn
+        assert [labels.tolist() for _, labels in prefetcher(reader, epoch)] == [b.tolist() for b in epoch]
+    assert prefetcher.choice in (0, 1, 2)
 
 
 def test_a_consumer_with_little_work_whose_reads_fill_the_cores_keeps_them_in_its_thread_without_trying_threads():

@@ -43,8 +43,9 @@ from thesislib.stores.gather import BatchRing
 
 BATCHES_AHEAD = 2  # batches background threads read ahead of the consumer (as FFCV's default)
 WINDOW = 16        # batches per timed window while the thread count is chosen
+MIN_WINDOW = 4     # the fewest batches a window is timed with (an epoch of fewer than WINDOW batches)
 TRIALS = 5         # timed windows per candidate thread count
-MARGIN = 0.05      # the share of the time per batch more threads must save to be chosen
+MARGIN = 0.05      # the share of the time more threads must save to be chosen
 
 
 class Layout:
@@ -110,7 +111,7 @@ class Prefetcher:
         self.ring = BatchRing(self.batches_ahead + 2)
         self.layout = layout or Layout()
         self.choice = 0 if self.threads == 0 else choice
-        self.timings = {count: [] for count in sorted({0, 1, self.threads})}  # threads -> [s per batch]
+        self.timings = {count: [] for count in sorted({0, 1, self.threads})}  # threads -> [s per sample]
         self.cores = usable_cores()
 
     def __call__(self, reader, batches):
@@ -124,8 +125,9 @@ class Prefetcher:
             split = Split() if self.choice is None and threads == 0 else None
             start = time.perf_counter()
             yield from self.window(reader, window, threads, capacity, split)
-            if self.choice is None and len(window) == WINDOW:
-                self.record(threads, (time.perf_counter() - start) / len(window), split)
+            if self.choice is None and len(window) >= MIN_WINDOW:  # an epoch's tail, or a short epoch
+                samples = sum(len(indices) for indices in window)
+                self.record(threads, (time.perf_counter() - start) / samples, split)
             position += size
 
     def next_window(self, remaining: int) -> tuple:
@@ -135,11 +137,11 @@ class Prefetcher:
             return self.choice, remaining
         return min(self.timings, key=lambda count: len(self.timings[count])), WINDOW
 
-    def record(self, threads: int, seconds_per_batch: float, split=None) -> None:
-        """Keep a window's time per batch; choose once every candidate has :data:`TRIALS`. At once 0
+    def record(self, threads: int, seconds_per_sample: float, split=None) -> None:
+        """Keep a window's time per sample; choose once every candidate has :data:`TRIALS`. At once 0
         threads if a window read in the consumer's thread (``split``, a :class:`Split`) left threads
         nothing to gain: see :meth:`Split.saturated`."""
-        self.timings[threads].append(seconds_per_batch)
+        self.timings[threads].append(seconds_per_sample)
         if split is not None and split.saturated(self.cores):
             self.choice = 0
         elif all(len(times) >= TRIALS for times in self.timings.values()):
