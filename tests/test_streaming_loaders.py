@@ -156,6 +156,22 @@ def test_a_member_that_does_not_decode_is_named_with_its_shard(data_dir, tmp_pat
         epoch(tmp_path, "webdataset", "webdataset")
 
 
+@pytest.mark.parametrize("member, value, named", [("cls", b"cat", r"\.cls, which is not a class number"),
+                                                   ("__key__", "x9/../evil", r"member key 'x9/\.\./evil', which is not")])
+def test_a_class_or_key_that_is_not_a_number_is_named_with_its_shard(data_dir, tmp_path, member, value, named):
+    import webdataset as wds
+
+    store = damaged_copy(data_dir, tmp_path, "webdataset")
+    shard = webdataset.shard_path(store.path, "train", 1)
+    samples = list(wds.WebDataset(str(shard), shardshuffle=False))
+    samples[0][member] = value
+    with wds.TarWriter(str(shard), encoder=False) as sink:
+        for sample in samples:
+            sink.write({key: value for key, value in sample.items() if key != "__url__"})
+    with pytest.raises(ThesisError, match=rf"{shard} holds .*{named}"):
+        epoch(tmp_path, "webdataset", "webdataset")
+
+
 @pytest.mark.parametrize("loader, store, shard", [("webdataset", "webdataset", "train-000002.tar"),
                                                   ("tfdata", "tfrecord", "train-000002.tfrecord")])
 def test_a_missing_shard_is_named_when_the_loader_is_made(data_dir, tmp_path, loader, store, shard):

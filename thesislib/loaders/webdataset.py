@@ -6,7 +6,7 @@ own shards), a shuffle buffer of undecoded samples, ``.to_tuple("jpg", "cls", "_
 ``.batched(batch_size, collation_fn=BatchDecoder(...))``: each batch's JPEGs are decoded at once into one
 array (:func:`thesislib.kernels.jpeg.decode_batch`: the compiled TurboJPEG loop where it runs, Pillow's
 settings, so the pixels equal the ``files`` loader's on ``files-jpeg``) instead of one Pillow call per sample
-in ``.decode("rgb8")``, as WebDataset's documentation suggests for speed (decode after batching); PyTorch's
+in ``.decode("rgb8")`` (the per-sample Python calls cost more than a 32x32 decode); PyTorch's
 ``DataLoader`` (``batch_size=None``) runs the workers. The tar reading and the pipeline stay the library's:
 ``benchmarks/peers.py`` shows what that costs per sample. Not in the sampler's order (the contract exempts
 streaming loaders), but every sample exactly once per epoch, with its label. Parameters: see
@@ -53,12 +53,13 @@ class BatchDecoder:
             try:
                 pillow_into(datas[row], images[row])
             except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-                raise damaged(urls[row], f"holds {keys[row]}.jpg, which does not decode ({error})") from exc
+                raise damaged(urls[row], f"holds {keys[row]}.jpg, which does not decode ({error})") from error
 
         decode_batch(self.parts, datas, images, decode_slowly)
         labels = [class_number(data, key, url) for data, key, url in zip(classes, keys, urls)]
+        indices = [sample_index(key, url) for key, url in zip(keys, urls)]
         return (torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
-                torch.tensor([int(key) for key in keys], dtype=torch.int64))
+                torch.tensor(indices, dtype=torch.int64))
 
 
 def class_number(data: bytes, key: str, url: str) -> int:
@@ -67,6 +68,14 @@ def class_number(data: bytes, key: str, url: str) -> int:
         return int(data)
     except (TypeError, ValueError) as exc:
         raise damaged(url, f"holds {key}.cls, which is not a class number ({data[:20]!r})") from exc
+
+
+def sample_index(key: str, url: str) -> int:
+    """The sample index a member's key names (``<index:06d>``)."""
+    try:
+        return int(key)
+    except (TypeError, ValueError) as exc:
+        raise damaged(url, f"holds the member key {key[:40]!r}, which is not a sample index") from exc
 
 
 class WebDatasetLoader(StreamingLoader):
