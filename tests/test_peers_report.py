@@ -17,6 +17,8 @@ CASES = [
     ("thesislib", "hdf5", "hdf5", "hdf5", "raw", 0, [400, 420, 410], ""),
     ("thesislib", "zarr", "zarr", "zarr", "raw", 0, [400, 420, 410], ""),
     ("thesislib", "zarr", "zarr", "zarr", "raw", 2, [390, 430, 400], ""),  # slower median, faster in round 2
+    ("thesislib", "lmdb", "lmdb", "lmdb", "raw", 0, [400, 420, 410], ""),
+    ("thesislib", "lmdb", "lmdb", "lmdb", "raw", 2, [100, 430, 90], ""),  # faster in round 2, far slower else
     ("thesislib", "files", "files", "files-jpeg", "jpeg", 0, [44_000, 46_000, 45_000], ""),
     ("thesislib", "files", "files", "files-jpeg", "jpeg", 2, [50_000, 50_000, 50_000], ""),
     ("thesislib", "torchvision", "torchvision", "files-jpeg", "jpeg", 0, [10, 10, 10], ""),
@@ -145,3 +147,5 @@ def test_a_slower_median_is_not_a_slower_loader_when_the_paired_rounds_disagree(
     zarr = goal(table, "zarr [zarr]: 2 workers not slower than 0", 2)
     assert zarr["ratio"] == pytest.approx(400 / 410)
     assert zarr["verdict"] == "not measurably slower (slower in 2 of 3 rounds)"
+    lmdb = goal(table, "lmdb [lmdb]: 2 workers not slower than 0", 2)
+    assert lmdb["verdict"] == "not met (median below every round of fewer workers; slower in 2 of 3)"
