@@ -220,6 +220,8 @@ def threads_note(stream) -> str:
         return ""
     if prefetcher.choice is None:
         return "prefetch threads still measured after the warm-up"
+    if prefetcher.choice == 0 and not any(prefetcher.timings[count] for count in prefetcher.timings if count):
+        return "read in the loop's thread: the reads kept their cores busy, with nothing for threads to overlap"
     if prefetcher.choice == 0:
         return "read in the loop's thread: prefetch threads measured no faster"
     return f"{prefetcher.choice} prefetch thread{'s' if prefetcher.choice > 1 else ''} (measured fastest)"

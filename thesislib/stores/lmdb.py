@@ -181,6 +181,9 @@ class LmdbReader(Reader):
     def reads_in_threads(self) -> bool:
         return True  # see the module docstring
 
+    def read_cores(self) -> int:
+        return 1  # py-lmdb's lookups hold the GIL: a second thread helps only beside a training step
+
     def close_handle(self, handle) -> None:
         handle[0].close()
 
