@@ -204,10 +204,15 @@ def thesislib_loader(loader, store, **options):
     return make
 
 
+def prefetcher_of(stream):
+    """The prefetcher of a thesislib case's loader (None for other cases, or before a first epoch)."""
+    return getattr(getattr(stream, "loader", None), "prefetcher", None)
+
+
 def still_measuring(stream) -> bool:
     """True while a thesislib loader's prefetcher is still timing its thread counts (it decides within its
     first WINDOW * TRIALS * 3 batches; see ``thesislib.kernels.prefetch``)."""
-    prefetcher = getattr(getattr(stream, "loader", None), "prefetcher", None)
+    prefetcher = prefetcher_of(stream)
     return prefetcher is not None and prefetcher.threads > 0 and prefetcher.choice is None
 
 
@@ -215,7 +220,7 @@ def threads_note(stream) -> str:
     """What a thesislib loader's prefetcher chose for its ``num_workers`` by measuring in the warm-up
     (``thesislib.kernels.prefetch``): the note says it, since a loader that reads in the loop's thread with 2
     workers runs the same code as with 0."""
-    prefetcher = getattr(getattr(stream, "loader", None), "prefetcher", None)
+    prefetcher = prefetcher_of(stream)
     if prefetcher is None or prefetcher.threads == 0:
         return ""
     if prefetcher.choice is None:

@@ -31,6 +31,8 @@ import threading
 
 import numpy as np
 
+from thesislib.kernels import turbojpeg
+
 STATUS_UNREAD = -1  # a row whose file could not be read whole (missing, unreadable, larger than the buffer)
 
 
@@ -141,8 +143,6 @@ def compiled_reads() -> dict:
                 status[row] = bmp_at(scratch, size, out, row)
 
     loops = {"bmp": read_bmp_rows}
-    from thesislib.kernels import turbojpeg
-
     if turbojpeg.available():
         decode_at = turbojpeg.compiled_decode()
 
@@ -161,8 +161,6 @@ def compiled_reads() -> dict:
 
 def loop_unavailable(codec: str):
     """None if ``codec``'s files can be read and decoded in the compiled loop here, else why not."""
-    from thesislib.kernels import turbojpeg
-
     reason = unavailable_reason() or (turbojpeg.unavailable_reason() if codec == "jpeg" else None)
     if reason is None and codec not in ("jpeg", "bmp"):
         reason = f"no compiled loop for {codec}"
@@ -187,8 +185,6 @@ def read_rows(codec: str, table: PathTable, indices: np.ndarray, out: np.ndarray
     """Read and decode the files ``table[indices]`` into the rows of ``out`` (C-ordered (N, H, W, 3) uint8)
     in the calling thread; files of up to ``capacity - 1`` bytes are read whole. Returns each row's status
     (0: decoded; else the caller decodes that row another way). ``flags``: TurboJPEG's (JPEG only)."""
-    from thesislib.kernels import turbojpeg
-
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     status = np.ones(len(out), dtype=np.int32)
     loop, scratch = compiled_reads()[codec], SCRATCH.get(capacity)[:capacity]  # reads at most capacity bytes

@@ -252,9 +252,9 @@ def worker_goals(summary, workers) -> list:
     rows = []
     ours = summary[summary["group"] == "thesislib"]
     for _, row in ours[ours["workers"] == 0].iterrows():
-        if not ((ours["case"] == row["case"]) & (ours["store"] == row["store"]) & (ours["workers"] == most)).any():
-            continue
         other = ours[(ours["case"] == row["case"]) & (ours["store"] == row["store"]) & (ours["workers"] == most)]
+        if other.empty:
+            continue
         many = rate(summary, "thesislib", most, case=row["case"], store=row["store"])
         few = row["median_img_s"] if not math.isnan(row["median_img_s"]) else None
         rows.append(goal_row(f"{row['case']} [{row['store']}]: {most} workers not slower than 0", most, many, few,
