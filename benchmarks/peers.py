@@ -81,8 +81,10 @@ DATA_DIR = "data/bench"
 MIN_ROUND_S = 0.5   # a round of a fast case repeats its epoch at least this long
 WARMUP_EPOCHS_TO_CHOOSE = 10  # more warm-up epochs, at most, for a loader still choosing its prefetch threads
 FASTEST_STORES = {"files": ["files-bmp", "files-jpeg"], "numpy": ["npy-uint8"], "memory": ["npy-uint8"]}
-CLOSED_EACH_EPOCH = {"lmdb"}  # store kinds whose readers are closed after each epoch: LMDB opens a path once
-                             # per process, so a case's open environment would break the next case's
+RELEASED = {"lmdb"}  # store kinds whose files a case must let go of while other cases run: LMDB opens a file
+                     # once per process, so one case's open environment would break the next case's. A
+                     # thesislib case closes its loader after its epochs of a round and reads one untimed
+                     # epoch after reopening, as in its warm-up; a per-sample baseline closes after each epoch
 UNORDERED = {"dali": "DALI's own order", "tfdata": "streaming order", "webdataset": "streaming order"}
 ONE_WORKER_COUNT = {"memory": "num_workers unused (the split is resident)"}
 FAST_JPEG = [("tfrecord", "tfrecord"), ("files", "files-jpeg")]  # also run with decode="fast"
@@ -193,13 +195,11 @@ def thesislib_loader(loader, store, **options):
 
         def stream(epoch):
             made.set_epoch(epoch)
-            try:
-                for _, labels in made:
-                    yield len(labels)
-            finally:
-                if STORES[store].kind in CLOSED_EACH_EPOCH:
-                    made.close()
+            for _, labels in made:
+                yield len(labels)
         stream.loader = made  # set_up reads what its prefetcher chose (threads_note)
+        if STORES[store].kind in RELEASED:
+            stream.release = made.close  # see RELEASED
         return stream
     return make
 
@@ -377,7 +377,7 @@ def per_sample(dataset_class):
 def per_sample_baseline(make_dataset):
     def make_for(store):
         return lambda ctx, workers: per_sample_stream(make_dataset(ctx.store(store), ctx), ctx, workers,
-                                                      STORES[store].kind in CLOSED_EACH_EPOCH)
+                                                      STORES[store].kind in RELEASED)
     return make_for
 
 
@@ -774,6 +774,7 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
             if not still_measuring(case.stream):            # finishes that here, untimed
                 break
             warm = drain(case.stream, epoch, max_seconds=warmup_s)
+        release(case)
     except Skip as exc:
         case.skipped = str(exc)
         return
@@ -794,6 +795,12 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
         case.max_batches = min(ctx.epoch_batches, max(2, math.ceil(max(round_s - start_s, 0.2 * round_s)
                                                                     * steady / BATCH)))
         case.note = "; ".join(filter(None, [case.note, f"first {case.max_batches} of {ctx.epoch_batches} batches"]))
+
+
+def release(case) -> None:
+    """Let go of the files a case holds open, if it must between rounds (:data:`RELEASED`)."""
+    if hasattr(case.stream, "release"):
+        case.stream.release()
 
 
 def write_peer_files(cases_, ctx) -> None:
@@ -819,12 +826,16 @@ def run_round(cases_, number: int, ctx) -> None:
         seconds = 0.0
         try:
             read_through(case.files(ctx))   # a warm page cache: the other cases' files may have evicted these
+            if hasattr(case.stream, "release"):
+                drain(case.stream, 0, case.max_batches)  # reopened: untimed, as in the warm-up (RELEASED)
             for repeat in range(case.epochs_per_round):
                 got = drain(case.stream, 1 + number * case.epochs_per_round + repeat, case.max_batches)
                 images, batches, seconds = images + got.images, batches + got.batches, seconds + got.seconds
         except Exception as exc:
             case.skipped = failure(exc)
             continue
+        finally:
+            release(case)
         case.rounds.append((images, seconds, batches / case.epochs_per_round))
         print(f"  round {number + 1} {case.group}: {case.name} [{case.store}] w={case.workers}: "
               f"{images / seconds:,.0f} img/s", flush=True)

@@ -11,6 +11,7 @@ import zarr
 from thesislib.errors import ThesisError
 from thesislib.kernels.gather import REFRESH, TRIALS, Gather, fastest, size_class
 from thesislib.kernels.hdf5map import contiguous_map
+from thesislib.kernels.pointerrows import PointerRows
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
 from thesislib.kernels.prefetch import MIN_WINDOW, WINDOW, Layout, Prefetcher, Split
@@ -27,6 +28,31 @@ def test_gather_copies_the_rows_of_the_indices_whatever_the_thread_count(threads
     indices = np.sort(np.random.default_rng(1).choice(100, 37, replace=False))
     gather = Gather(max_threads=3, choice={size: threads for size in range(64)})
     np.testing.assert_array_equal(gather(array, indices), array[indices])
+
+
+def scattered_rows(count=60, shape=(4, 4, 3), seed=0):
+    """(PointerRows, the rows as one array): each row in its own array, so that no stride covers them."""
+    rows = [np.random.default_rng(seed + at).integers(0, 255, shape, dtype=np.uint8) for at in range(count)]
+    addresses = [row.__array_interface__["data"][0] for row in rows]
+    return PointerRows(addresses, (count, *shape), np.uint8, owner=rows), np.stack(rows)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pointer_rows_gather_the_rows_at_their_addresses_whatever_the_thread_count(threads):
+    rows, expected = scattered_rows()
+    indices = np.sort(np.random.default_rng(1).choice(len(rows), 23, replace=False))
+    gather = Gather(max_threads=2, choice={size: threads for size in range(64)})
+    np.testing.assert_array_equal(gather(rows, indices), expected[indices])
+
+
+def test_pointer_rows_keep_their_owner_and_refuse_indices_outside_and_a_wrong_buffer():
+    rows, expected = scattered_rows(count=8)
+    assert isinstance(rows.owner, list) and len(rows.owner) == 8  # the memory stays while the rows live
+    with pytest.raises(IndexError, match="outside 0..7"):
+        rows.take(np.array([3, 8]))
+    with pytest.raises(ValueError, match="C-contiguous uint8 array of shape"):
+        rows.take(np.array([1, 2]), out=np.empty((2, 4, 4, 3), np.float32))
+    np.testing.assert_array_equal(rows.take(np.array([], dtype=np.int64)), expected[:0])
 
 
 def test_gather_measures_both_thread_counts_then_keeps_one_per_size_class():

@@ -187,6 +187,38 @@ def test_an_lmdb_store_without_a_samples_key_names_the_key(damaged_copy):
         list(make_loader("lmdb", store, "train", batch_size=50, shuffle=False))
 
 
+def test_an_lmdb_value_of_the_wrong_size_is_named_when_the_loader_is_made(damaged_copy):
+    import lmdb
+
+    store = damaged_copy("lmdb")
+    with lmdb.open(str(store.path / "train.lmdb")) as env, env.begin(write=True) as txn:
+        txn.put((3).to_bytes(8, "big"), b"short")
+    with pytest.raises(ThesisError, match=r"data\.mdb has 5 bytes, not 3072, for sample 3 .*prepare"):
+        make_loader("lmdb", store, "train", batch_size=8)
+
+
+def test_lmdb_rows_keep_their_environment_open_after_the_reader_closes_and_release_it_after(battery_data):
+    import gc
+
+    import lmdb
+
+    from thesislib.stores.lmdb import read_back
+
+    store = open_store(battery_data, "cifar10", "lmdb")
+    indices = np.array([0, 5, 249])
+    expected = read_back(store.path, "train")[0][indices]
+    reader = store.reader("train")
+    rows, _ = reader.opened()
+    reader.close()  # a thread still copying would hold the rows like this
+    np.testing.assert_array_equal(rows.take(indices), expected)
+    with pytest.raises(lmdb.Error, match="already open"):  # the environment is still open
+        lmdb.open(str(store.path / "train.lmdb"), readonly=True, lock=False)
+    del rows
+    gc.collect()
+    with lmdb.open(str(store.path / "train.lmdb"), readonly=True, lock=False):  # not "already open"
+        pass
+
+
 def test_an_lmdb_store_without_labels_is_named_when_the_loader_is_made(damaged_copy):
     import lmdb
 

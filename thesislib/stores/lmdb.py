@@ -8,19 +8,25 @@ reader table, not data).
 * key ``b"__meta__"``: JSON ``{"shape": [N, H, W, 3], "dtype": "uint8", "key": "8-byte big-endian index"}``.
   Shape, dtype and labels are also in the store's manifest.
 
-This is the layout of the LMDB datasets of Caffe and of many PyTorch training repositories. A batch is
-one read transaction that looks up its sorted keys in one call (``Cursor.getmulti``: the loop over keys in
-C) and copies the values into the batch array; the environment is opened read-only without locking (a
-finished store is never written) and without OS read-ahead (a shuffled batch touches scattered pages),
-lazily in the process that reads.
+This is the layout of the LMDB datasets of Caffe and of many PyTorch training repositories. LMDB is
+read the way its zero-copy design offers: the environment is opened read-only without locking (a finished
+store is never written) and without OS read-ahead (a shuffled batch touches scattered pages), lazily in the
+process that reads; one read transaction walks the split's keys once and keeps every value's pointer into
+the memory map (valid while that transaction is open, which the reader keeps for as long as it is open);
+a batch is then one gather of ``memcpy`` calls from the map into the batch buffer, compiled and without the
+GIL (:class:`~thesislib.kernels.pointerrows.PointerRows`). The data still comes from LMDB's own pages,
+faulted in from ``data.mdb`` as any LMDB read does; what is saved is a B-tree lookup and a Python object
+per sample per epoch. Measured on cifar10 here (``benchmarks/peers.py --only lmdb``): one
+``Cursor.getmulti`` per batch and a copy, holding the GIL, read ~0.3 M img/s; the gather of pointers reads
+at the speed of ``numpy``'s gather of a memory map.
 
 ``num_workers`` threads, not worker processes, read batches ahead (:meth:`LmdbReader.reads_in_threads`):
-a read-only environment opened without locking serves one read transaction per batch from any thread, a
-lookup and a copy of a few kilobytes cost less than passing the batch back from a worker process, and the
-batch lands in the loader's reused buffer. (Worker processes would also have to open the environment
-anew after the fork: LMDB refuses an environment that the parent process holds open.)
+the copies release the GIL, and the batch lands in the loader's reused buffer. (Worker processes would also
+have to open the environment anew after the fork: LMDB refuses an environment that the parent process holds
+open.)
 """
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -132,39 +138,53 @@ def open_split(folder: Path, count: int):
 
 
 class LmdbReader(Reader):
-    """Batches of a split: one read transaction and one ``getmulti`` per batch, the values copied into the
-    batch; a missing value or one of the wrong size is named by its sample index."""
+    """Batches of a split copied from LMDB's memory map: the split's values are looked up once per open (one
+    walk of the B-tree in key order, which is index order) and kept as pointers into the map, valid while the
+    walk's read transaction stays open; a batch is then one gather of those rows
+    (:class:`~thesislib.kernels.pointerrows.PointerRows` through :class:`~thesislib.kernels.gather.Gather`).
+    A missing value, or one of the wrong size, is named by its sample index when the split is opened."""
 
     def __init__(self, store, split):
+        from thesislib.kernels.gather import Gather
+
         super().__init__(store, split)
         self.folder = environment(store.path, split)
         self.sample_bytes = int(np.prod(self.shape[1:]))
+        self.gather = Gather()
 
     def open(self):
+        import lmdb
+
         env, labels = open_split(self.folder, self.shape[0])
         try:
-            return env, self.checked_labels(self.folder / "data.mdb", labels)
+            labels = self.checked_labels(self.folder / "data.mdb", labels)
+            txn = env.begin(buffers=True)  # kept open by the rows: LMDB's pointers are valid until it ends
+            return self.mapped_values(env, txn), labels
+        except lmdb.Error as exc:
+            env.close()
+            raise damaged(self.folder / "data.mdb", f"cannot be read ({exc})") from exc
         except BaseException:
             env.close()
             raise
 
-    def read_from(self, handle, indices, out=None):
-        import lmdb
+    def mapped_values(self, env, txn):
+        """The split's values as :class:`~thesislib.kernels.pointerrows.PointerRows` owning ``(env, txn)``:
+        the first ``N`` entries in key order must be the keys of samples ``0..N-1``, each of one sample's
+        size (LMDB's lookups cost ~0.3 s per 100,000 keys here, once per open instead of once per epoch)."""
+        from thesislib.kernels.pointerrows import PointerRows
 
-        env, labels = handle
-        images = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8) if out is None else out
-        flat = images.reshape(len(indices), -1)
-        keys = np.asarray(indices, dtype=">u8").tobytes()  # every key at once: 8 bytes big-endian each
-        try:
-            with env.begin(buffers=True) as txn:
-                pairs = txn.cursor().getmulti([keys[at:at + 8] for at in range(0, len(keys), 8)])
-                values = [value for _, value in pairs]
-                if len(values) != len(indices) or set(map(len, values)) - {self.sample_bytes}:
-                    raise self.first_bad_value(txn, indices)
-                flat[...] = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(flat.shape)
-        except lmdb.Error as exc:
-            raise damaged(self.folder / "data.mdb", f"cannot be read ({exc})") from exc
-        return images, labels[indices]
+        count = self.shape[0]
+        entries = list(itertools.islice(txn.cursor().iternext(), count))
+        keys = b"".join(entry[0] for entry in entries)
+        sizes = np.fromiter((len(value) for _, value in entries), dtype=np.int64, count=len(entries))
+        if keys != np.arange(count, dtype=">u8").tobytes() or (sizes != self.sample_bytes).any():
+            raise self.first_bad_value(txn, np.arange(count))
+        addresses = np.fromiter((address_of(value) for _, value in entries), dtype=np.uint64, count=count)
+        return PointerRows(addresses, self.shape, np.uint8, owner=(env, txn))
+
+    def read_from(self, handle, indices, out=None):
+        rows, labels = handle
+        return self.gather(rows, indices, out), labels[indices]
 
     def first_bad_value(self, txn, indices):
         """The error naming the first of ``indices`` whose value is missing or of the wrong size."""
@@ -172,7 +192,7 @@ class LmdbReader(Reader):
             value = txn.get(key(index))
             if value is None or len(value) != self.sample_bytes:
                 return self.bad_value(value, index)
-        return damaged(self.folder / "data.mdb", "returned fewer values than keys asked for")
+        return damaged(self.folder / "data.mdb", "holds keys between its samples' keys that are no sample's")
 
     def bad_value(self, value, index):
         what = "lacks" if value is None else f"has {len(value)} bytes, not {self.sample_bytes}, for"
@@ -181,11 +201,14 @@ class LmdbReader(Reader):
     def reads_in_threads(self) -> bool:
         return True  # see the module docstring
 
-    def read_cores(self) -> int:
-        return 1  # py-lmdb's lookups hold the GIL: a second thread helps only beside a training step
-
     def close_handle(self, handle) -> None:
-        handle[0].close()
+        """Let go of the rows: the transaction and environment close as soon as no thread copies from them
+        (the rows own them; closing them here could unmap the map under a copy still running)."""
+
+
+def address_of(buffer) -> int:
+    """The address of a read-only buffer's first byte (NumPy's array interface: no copy)."""
+    return np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
 
 
 def reader(store, split: str) -> LmdbReader:
