@@ -83,8 +83,9 @@ WARMUP_EPOCHS_TO_CHOOSE = 10  # more warm-up epochs, at most, for a loader still
 FASTEST_STORES = {"files": ["files-bmp", "files-jpeg"], "numpy": ["npy-uint8"], "memory": ["npy-uint8"]}
 RELEASED = {"lmdb"}  # store kinds whose files a case must let go of while other cases run: LMDB opens a file
                      # once per process, so one case's open environment would break the next case's. A
-                     # thesislib case closes its loader after its epochs of a round and reads one untimed
-                     # epoch after reopening, as in its warm-up; a per-sample baseline closes after each epoch
+                     # thesislib case closes its loader after its epochs of a round and reads one whole
+                     # untimed epoch after reopening, as in its warm-up; a per-sample baseline closes after
+                     # each epoch (its open is one lmdb.open)
 UNORDERED = {"dali": "DALI's own order", "tfdata": "streaming order", "webdataset": "streaming order"}
 ONE_WORKER_COUNT = {"memory": "num_workers unused (the split is resident)"}
 FAST_JPEG = [("tfrecord", "tfrecord"), ("files", "files-jpeg")]  # also run with decode="fast"
@@ -827,7 +828,7 @@ def run_round(cases_, number: int, ctx) -> None:
         try:
             read_through(case.files(ctx))   # a warm page cache: the other cases' files may have evicted these
             if hasattr(case.stream, "release"):
-                drain(case.stream, 0, case.max_batches)  # reopened: untimed, as in the warm-up (RELEASED)
+                drain(case.stream, 0)  # reopened: one whole untimed epoch maps its pages again (RELEASED)
             for repeat in range(case.epochs_per_round):
                 got = drain(case.stream, 1 + number * case.epochs_per_round + repeat, case.max_batches)
                 images, batches, seconds = images + got.images, batches + got.batches, seconds + got.seconds

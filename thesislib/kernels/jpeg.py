@@ -65,7 +65,7 @@ def batch_threads(cores: int) -> int:
     return max(1, min(cores, torch.get_num_threads()))
 
 
-def check_decode(decode: str) -> bool:
+def is_fast(decode: str) -> bool:
     """True for ``"fast"``, False for ``"exact"``; a ThesisError naming the choices otherwise."""
     from thesislib.errors import choose
 

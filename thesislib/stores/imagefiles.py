@@ -270,14 +270,14 @@ class FilesReader(Reader):
 
     def __init__(self, store, split, decoder: str = None, decode: str = "exact"):
         from thesislib.kernels.imagefiles import FileDecoder
-        from thesislib.kernels.jpeg import check_decode
+        from thesislib.kernels.jpeg import is_fast
 
         super().__init__(store, split)
         self.remote = remote.is_url(store.path)
         listed = store.manifest.get("files_sha256", {}) if self.remote else None
         self.paths, self.labels = list_files(store.path, split, store.classes, listed)
         check_count(remote.join(store.path, split), len(self.paths), self.shape[0])
-        fast = check_decode(decode)  # "fast": FFCV's fast DCT for JPEG (approximate); lossless codecs: exact
+        fast = is_fast(decode)  # "fast": FFCV's fast DCT for JPEG (approximate); lossless codecs: exact
         self.decode = FileDecoder(decoder or (fast_decoder if fast else exact_decoder)(store.spec.codec))
 
     def open(self):

@@ -318,11 +318,11 @@ class RecordReader(Reader):
 
     def __init__(self, store, split, decode: str = "exact"):
         from thesislib.kernels import turbojpeg
-        from thesislib.kernels.jpeg import check_decode
+        from thesislib.kernels.jpeg import is_fast
         from thesislib.kernels.parts import Parts
 
         super().__init__(store, split)
-        self.fast = check_decode(decode)  # "fast": FFCV's fast DCT, approximate pixels (asked for by name)
+        self.fast = is_fast(decode)  # "fast": FFCV's fast DCT, approximate pixels (asked for by name)
         self.paths = split_shards(store, split)
         self.starts = shards.shard_bounds(self.shape[0], len(self.paths))
         self.plan = None
