@@ -219,6 +219,15 @@ def test_lmdb_rows_keep_their_environment_open_after_the_reader_closes_and_relea
         pass
 
 
+def test_lmdb_values_spread_beyond_the_files_size_are_refused_before_any_copy(battery_data):
+    store = open_store(battery_data, "cifar10", "lmdb")
+    reader = store.reader("train")
+    size = (store.path / "train.lmdb" / "data.mdb").stat().st_size
+    reader.check_span(np.array([4096, 4096 + size - 3072], dtype=np.uint64))  # the whole file: accepted
+    with pytest.raises(ThesisError, match=r"data\.mdb places its values over \d+ bytes, more than its"):
+        reader.check_span(np.array([4096, 4096 + size], dtype=np.uint64))
+
+
 def test_an_lmdb_store_without_labels_is_named_when_the_loader_is_made(damaged_copy):
     import lmdb
 
