@@ -798,9 +798,14 @@ def set_up(case, ctx, warmup_s: float, round_s: float) -> None:
         case.note = "; ".join(filter(None, [case.note, f"first {case.max_batches} of {ctx.epoch_batches} batches"]))
 
 
+def releases(case) -> bool:
+    """True if the case must let go of its files between rounds (:data:`RELEASED`)."""
+    return hasattr(case.stream, "release")
+
+
 def release(case) -> None:
-    """Let go of the files a case holds open, if it must between rounds (:data:`RELEASED`)."""
-    if hasattr(case.stream, "release"):
+    """Let go of the files a case holds open, if it must between rounds."""
+    if releases(case):
         case.stream.release()
 
 
@@ -827,7 +832,7 @@ def run_round(cases_, number: int, ctx) -> None:
         seconds = 0.0
         try:
             read_through(case.files(ctx))   # a warm page cache: the other cases' files may have evicted these
-            if hasattr(case.stream, "release"):
+            if releases(case):
                 drain(case.stream, 0)  # reopened: one whole untimed epoch maps its pages again (RELEASED)
             for repeat in range(case.epochs_per_round):
                 got = drain(case.stream, 1 + number * case.epochs_per_round + repeat, case.max_batches)

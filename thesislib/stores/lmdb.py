@@ -19,7 +19,12 @@ faulted in from ``data.mdb`` as any LMDB read does; what is saved is a B-tree lo
 per sample per epoch. Measured on cifar10 here (``benchmarks/peers.py``, 2 cores): one ``Cursor.getmulti``
 per batch and a copy, holding the GIL, read ~0.3 M img/s; the gather of pointers 1.33 M img/s at 0 workers,
 where ``numpy``'s gather of a memory map read 1.53 M in the same run. Opening costs one walk over the keys
-(~0.3 s per 50,000 here) and, in a new process, compiling the copy loop (Numba, ~0.4 s).
+(~0.3 s per 50,000 here) and, in a new process, compiling the copy loop (Numba, ~0.4 s). The walk reads the
+pages of the values it returns, in key order, i.e. roughly in file order (measured after evicting the page
+cache: one walk left 100% of cifar10's ``data.mdb`` resident, 75% of tinyimagenet's). So on a cold page cache
+(``bench --cold`` closes the loader before each epoch, so each epoch opens it again) most of a cold epoch's
+reads are that walk's, nearly sequential, and the rest follow the batches' order; the epoch's time includes
+both.
 
 ``num_workers`` threads, not worker processes, read batches ahead (:meth:`LmdbReader.reads_in_threads`):
 the copies release the GIL, and the batch lands in the loader's reused buffer. (Worker processes would also
