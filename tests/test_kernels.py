@@ -11,8 +11,8 @@ import zarr
 from thesislib.errors import ThesisError
 from thesislib.kernels.gather import REFRESH, TRIALS, Gather, fastest, size_class
 from thesislib.kernels.hdf5map import contiguous_map
-from thesislib.kernels.pointerrows import PointerRows
 from thesislib.kernels.imagefiles import DECODERS, FileDecoder, unavailable_reason
+from thesislib.kernels.pointerrows import PointerRows
 from thesislib.kernels.prefetch import TRIALS as WINDOWS_PER_CANDIDATE
 from thesislib.kernels.prefetch import MIN_WINDOW, WINDOW, Layout, Prefetcher, Split
 from thesislib.kernels.zarrchunks import ChunkReader, MappedShards, chunk_plan, mapped_shards

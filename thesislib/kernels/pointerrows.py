@@ -50,7 +50,6 @@ class PointerRows:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         if len(self.addresses) != self.shape[0]:
             raise ValueError(f"{len(self.addresses)} addresses for {self.shape[0]} rows")
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -64,7 +63,8 @@ class PointerRows:
             return out
         if indices.min() < 0 or indices.max() >= len(self):
             raise IndexError(f"row indices {indices.min()}..{indices.max()} outside 0..{len(self) - 1}")
-        if out.shape != (len(indices), *self.shape[1:]) or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {(len(indices), *self.shape[1:])}")
+        shape = (len(indices), *self.shape[1:])
+        if out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {shape}")
         compiled_copy()(self.addresses, indices, out.reshape(len(indices), -1).view(np.uint8))
         return out
