@@ -277,21 +277,6 @@ def test_a_consumer_with_little_work_whose_reads_fill_the_cores_keeps_them_in_it
     assert idle.choice == 0 and busy.choice is None and spare_core.choice is None
 
 
-def test_a_reader_whose_work_holds_the_gil_is_judged_against_one_core():
-    class GilReader(Failing):
-        def read_cores(self):
-            return 1
-
-    reader, batches = GilReader(), [np.arange(i, i + 2) for i in range(0, 8, 2)]
-    reader.calls = -10**6  # never fails
-    prefetcher = Prefetcher(2, layout=Layout((2,), np.uint8))
-    list(prefetcher(reader, batches))
-    assert prefetcher.cores == 1
-    prefetcher.choice = None
-    prefetcher.record(0, 1e-3, Split(reading=1.0, reading_cpu=0.97, consumer=0.02))  # one core busy
-    assert prefetcher.choice == 0
-
-
 def test_more_threads_are_chosen_only_when_they_save_the_margin():
     prefetcher = Prefetcher(2)
     for threads, seconds in ((0, 1.0), (1, 0.95), (2, 0.5)):

@@ -15,9 +15,8 @@ the cores has serial parts (Python's bookkeeping, the wait for the slowest part)
 whole batch overlap with each other (on cifar10's JPEGs, two such threads decode 1.15-1.4x faster than one
 batch split over both cores). So a prefetcher first reads a window of :data:`WINDOW` batches in the
 consumer's thread and times the reading and the consumer's own work apart, and the CPU time the reading
-used: if the consumer's share is under :data:`MARGIN` *and* the reading kept every core it can use busy
-(within :data:`MARGIN`; one core for a reader whose work holds the GIL, ``Reader.read_cores``), threads
-could gain no more than that, and it keeps reading there. Otherwise it times
+used: if the consumer's share is under :data:`MARGIN` *and* the reading kept every usable core busy (within
+:data:`MARGIN`), threads could gain no more than that, and it keeps reading there. Otherwise it times
 windows with each candidate count (0: the consumer's thread, 1, ``threads``) in alternation, the
 consumer's own time included, and keeps the fastest once each has :data:`TRIALS` windows (by the median
 window of each: a batch split over the cores in the consumer's thread varies far more from window to window
@@ -96,13 +95,6 @@ class Split:
         return idle_consumer and busy_cores
 
 
-def reader_cores(reader) -> int:
-    """The cores a batch read of ``reader`` can keep busy: its ``read_cores()`` (1 for a reader whose work
-    holds the GIL), else every usable core."""
-    cores = getattr(reader, "read_cores", lambda: None)()
-    return cores or usable_cores()
-
-
 class Prefetcher:
     """One loader's way of reading batches: its ring (kept across epochs) and its measured thread count.
 
@@ -126,7 +118,6 @@ class Prefetcher:
         """Yield ``(images, labels)`` tensors of ``reader.read`` for each index array of ``batches``."""
         batches = list(batches)
         capacity = max((len(batch) for batch in batches), default=0)  # a slot holds the longest batch
-        self.cores = reader_cores(reader)
         position = 0
         while position < len(batches):
             threads, size = self.next_window(len(batches) - position)

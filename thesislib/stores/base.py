@@ -134,12 +134,6 @@ class Reader:
         ``num_workers > 0`` with threads, not worker processes. Asked after :meth:`opened`."""
         return False
 
-    def read_cores(self):
-        """How many cores one batch read can keep busy: None (all usable ones: the work releases the GIL),
-        or 1 for a reader whose work holds the GIL (its threads then only overlap work that releases it, such
-        as a training step; :class:`~thesislib.kernels.prefetch.Prefetcher` then tries threads only then)."""
-        return None
-
     def check(self) -> None:
         """Open and close once, so that a missing or damaged file is named when a loader is made."""
         self.handle = self.open()
