@@ -42,6 +42,20 @@ def test_prepare_with_other_scale_rebuilds_the_store(tmp_path):
     assert [p.name for p in (tmp_path / "cifar10").iterdir()] == ["npy-uint8"]
 
 
+def test_a_store_in_an_older_layout_is_rebuilt_and_a_current_one_is_kept(tmp_path):
+    import json
+
+    paths = prepare("cifar10", scale=0.005, stores=["npy-uint8", "webdataset"], data_dir=tmp_path, progress=False)
+    manifest_path = paths["webdataset"] / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["layout"].pop("tar_format")  # as thesislib wrote it before its shards lost their pax headers
+    manifest_path.write_text(json.dumps(manifest))
+    kept = (paths["npy-uint8"] / "manifest.json").stat().st_mtime_ns
+    prepare("cifar10", scale=0.005, stores=["npy-uint8", "webdataset"], data_dir=tmp_path, progress=False)
+    assert "tar_format" in json.loads(manifest_path.read_text())["layout"]
+    assert (paths["npy-uint8"] / "manifest.json").stat().st_mtime_ns == kept
+
+
 def test_full_disk_exits_2_and_leaves_nothing_that_looks_complete(tmp_path):
     result = run_cli("prepare", "--dataset", "cifar10", "--scale", "0.02", "--stores", "npy-float32",
                      "--data-dir", tmp_path, limit_file_bytes=2_000_000)

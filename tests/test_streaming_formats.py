@@ -76,6 +76,15 @@ def test_webdataset_reads_byte_for_byte_the_files_jpeg_files_under_their_index_k
     np.testing.assert_array_equal(labels, expected_labels)
 
 
+def test_webdataset_members_have_plain_ustar_headers_without_pax_records(data_dir):
+    import tarfile
+
+    for path in webdataset.data_files(store(data_dir, "webdataset").path):
+        with tarfile.open(path) as tar:
+            members = tar.getmembers()
+        assert members and all(member.pax_headers == {} and member.mtime == 0 for member in members), path
+
+
 @pytest.mark.parametrize("name", ["tfrecord", "webdataset"])
 def test_read_back_by_its_own_ecosystem_equals_the_files_jpeg_decode(data_dir, name):
     images, labels = store(data_dir, name).format.read_back(store(data_dir, name).path, "train")

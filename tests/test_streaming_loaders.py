@@ -3,6 +3,7 @@ exactly one (rank, worker); every epoch delivers every sample once with its labe
 two ranks read disjoint samples; damaged shards give one line."""
 
 import itertools
+import tarfile
 
 import numpy as np
 import pytest
@@ -137,9 +138,44 @@ def damaged_copy(data_dir, tmp_path, name):
 def test_a_truncated_tar_shard_is_named_with_the_fix(data_dir, tmp_path, num_workers):
     store = damaged_copy(data_dir, tmp_path, "webdataset")
     shard = webdataset.shard_path(store.path, "train", 5)
-    shard.write_bytes(shard.read_bytes()[:1500])
+    with tarfile.open(shard) as tar:
+        jpeg = next(member for member in tar.getmembers() if member.name.endswith(".jpg"))
+    shard.write_bytes(shard.read_bytes()[:jpeg.offset_data + jpeg.size // 2])  # cut inside a JPEG's bytes
     with pytest.raises(ThesisError, match=rf"{shard} cannot be read.*prepare"):
         epoch(tmp_path, "webdataset", "webdataset", num_workers=num_workers)
+
+
+@pytest.mark.parametrize("loader,store,suffix", [("webdataset", "webdataset", ".tar"),
+                                                 ("tfdata", "tfrecord", ".tfrecord")])
+def test_a_shard_cut_at_a_sample_boundary_is_named_at_the_end_of_the_epoch(data_dir, tmp_path, loader, store,
+                                                                             suffix):
+    copy = damaged_copy(data_dir, tmp_path, store)
+    shard = sorted(copy.path.glob(f"train-*{suffix}"))[3]
+    whole = shard.read_bytes()
+    if store == "webdataset":  # keep the first sample's members (a header + data blocks each), drop the rest
+        with tarfile.open(shard) as tar:
+            second = tar.getmembers()[2]
+        shard.write_bytes(whole[:second.offset])
+    else:  # keep the first record: 8-byte length, 4-byte CRC, data, 4-byte CRC
+        length = int.from_bytes(whole[:8], "little")
+        shard.write_bytes(whole[:16 + length])
+    with pytest.raises(ThesisError, match=rf"{shard} gave 1 of its \d+ samples.*prepare"):
+        epoch(tmp_path, loader, store)
+
+
+def test_a_sample_without_its_jpg_member_is_named_with_its_shard(data_dir, tmp_path):
+    import webdataset as wds
+
+    store = damaged_copy(data_dir, tmp_path, "webdataset")
+    shard = webdataset.shard_path(store.path, "train", 2)
+    samples = list(wds.WebDataset([str(shard)], shardshuffle=False, empty_check=False))
+    with wds.TarWriter(str(shard), encoder=False) as sink:
+        for number, sample in enumerate(samples):
+            members = {"__key__": sample["__key__"], "cls": sample["cls"]}
+            sink.write(members if number == 4 else {**members, "jpg": sample["jpg"]})
+    with pytest.raises(ThesisError, match=rf"{shard} holds the sample '{samples[4]['__key__']}' without its "
+                                          r"\.jpg member.*prepare"):
+        epoch(tmp_path, "webdataset", "webdataset")
 
 
 def test_a_member_that_does_not_decode_is_named_with_its_shard(data_dir, tmp_path):

@@ -2,7 +2,8 @@
 
 A finished store has ``manifest.json`` (written last, inside the temporary folder, before the rename), so an
 interrupted run never leaves a store that looks complete. Running ``prepare`` again skips the stores whose
-manifest matches the request (dataset, source, scale, seed) and (re)builds only the others. One ``prepare``
+manifest matches the request (dataset, source, scale, seed) and whose layout is the one its format writes
+today, and (re)builds only the others. One ``prepare``
 builds a store at a time (a lock per store; a second one waits, then skips what the first finished), the
 leftovers of dead runs are removed, and a store that cannot fit on the disk is refused before it is written
 (:mod:`thesislib.stores.building`).
@@ -33,14 +34,25 @@ def request_fields(dataset: str, source, scale: float, seed: int) -> dict:
 
 
 def is_current(path: Path, request: dict) -> bool:
-    """True if ``path`` is a finished store built for exactly ``request``."""
+    """True if ``path`` is a finished store built for exactly ``request`` in the layout its format writes
+    today (a store written by an older thesislib in another layout is rebuilt)."""
     if not remote.exists(remote.join(path, MANIFEST)):
         return False
     try:
         manifest = read_manifest(path)
     except ThesisError:
         return False
-    return all(manifest.get(key) == value for key, value in request.items())
+    return all(manifest.get(key) == value for key, value in request.items()) and has_current_layout(manifest)
+
+
+def has_current_layout(manifest: dict) -> bool:
+    """True if the manifest's ``layout`` is what its store's format module describes today."""
+    try:
+        spec = get_store_spec(manifest["store"])
+        shape = tuple(manifest["splits"][SPLITS[0]]["shape"])
+    except (KeyError, TypeError, ThesisError):
+        return False
+    return manifest.get("layout") == format_of(spec.kind).layout(spec, shape)
 
 
 def prepare(dataset: str, source="synthetic", scale: float = 1.0, stores=("npy-uint8",), seed: int = 0,

@@ -22,6 +22,7 @@ from thesislib.errors import ThesisError
 from thesislib.distributed import rank_and_world
 from thesislib.loaders.base import Loader
 from thesislib.loaders.sampler import batch_count, check_rank, check_whole
+from thesislib.stores.base import damaged
 
 SHUFFLE_BUFFER = 1000  # samples in the shuffle buffer (webdataset's and tf.data's usual size)
 
@@ -55,8 +56,9 @@ class StreamingLoader(Loader):
     :func:`thesislib.distributed.rank_and_world`). ``seed`` fixes the shard order of every epoch (with ``set_epoch``) and the
     buffer's draws. The last batch of each worker's stream may be short.
 
-    Subclasses set :attr:`shard_sizes` (samples per shard, in shard order) and implement
-    :meth:`samples`, the epoch's batches with their sample indices."""
+    Subclasses set :attr:`shard_sizes` (samples per shard, in shard order) and :attr:`paths` (the shard
+    files) and implement
+    :meth:`shard_batches`, the epoch's batches with their sample indices."""
 
     def __init__(self, store, split, *, shuffle_buffer=SHUFFLE_BUFFER, rank=None, world_size=None, **kwargs):
         super().__init__(store, split, **kwargs)
@@ -65,6 +67,7 @@ class StreamingLoader(Loader):
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
         self.shard_sizes = np.zeros(0, dtype=np.int64)
+        self.paths = []  # the shard files, in shard order
         self.sample_log = None  # called with each batch's sample indices (the distributed sample log)
 
     @property
@@ -99,8 +102,9 @@ class StreamingLoader(Loader):
         raise ThesisError(f"the {self.name} loader streams its shards: it has no sampler batches "
                           "(its samples() says which samples each batch holds)")
 
-    def samples(self):
-        """Yield ``(images, labels, indices)`` for every batch of the current epoch on this rank."""
+    def shard_batches(self):
+        """Yield ``(images, labels, indices)`` for every batch of the current epoch on this rank, as the
+        library reads them (see :meth:`samples`)."""
         raise NotImplementedError
 
     def __iter__(self):
@@ -115,6 +119,21 @@ class StreamingLoader(Loader):
         while last is not None and delivered < len(self):
             delivered += 1
             yield self.logged(*last)
+
+    def samples(self):
+        """Yield ``(images, labels, indices)`` for every batch of the current epoch on this rank
+        (:meth:`shard_batches`), then check that every shard of this rank gave all its samples: a shard cut
+        at a member or record boundary ends early without an error from its library, and is named here."""
+        bounds = np.concatenate([[0], np.cumsum(self.shard_sizes)])
+        counts = np.zeros(len(self.shard_sizes), dtype=np.int64)
+        for images, labels, indices in self.shard_batches():
+            shard_of = np.searchsorted(bounds, np.asarray(indices), side="right") - 1
+            counts += np.bincount(shard_of, minlength=len(counts))[:len(counts)]
+            yield images, labels, indices
+        for shard in self.rank_shards():
+            if counts[shard] < self.shard_sizes[shard]:
+                raise damaged(self.paths[shard], f"gave {counts[shard]} of its {self.shard_sizes[shard]} samples "
+                                                 "(it ends early: truncated)")
 
     def logged(self, images, labels, indices) -> tuple:
         if self.sample_log is not None:

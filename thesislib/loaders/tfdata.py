@@ -77,7 +77,7 @@ class TfDataLoader(StreamingLoader):
             options.threading.private_threadpool_size = self.num_workers
         return batches.prefetch(autotune).with_options(options)
 
-    def samples(self):
+    def shard_batches(self):
         try:
             for images, labels, indices in self.pipeline():
                 yield to_torch(self.tf, images), to_torch(self.tf, labels), to_torch(self.tf, indices)

@@ -2,14 +2,15 @@
 
 Per epoch: this rank's shards in the epoch's seeded order (:func:`~thesislib.loaders.streaming.
 assigned_shards`), ``WebDataset(urls, workersplitter=split_by_worker)`` (each DataLoader worker streams its
-own shards), a shuffle buffer of undecoded samples, ``.to_tuple("jpg", "cls", "__key__", "__url__")`` and
-``.batched(batch_size, collation_fn=BatchDecoder(...))``: each batch's JPEGs are decoded at once into one
+own shards), a shuffle buffer of undecoded samples, their ``jpg``, ``cls``, key and URL
+(:func:`sample_members`) and ``.batched(batch_size, collation_fn=BatchDecoder(...))``: each batch's JPEGs are decoded at once into one
 array (:func:`thesislib.kernels.jpeg.decode_batch`: the compiled TurboJPEG loop where it runs, Pillow's
 settings, so the pixels equal the ``files`` loader's on ``files-jpeg``) instead of one Pillow call per sample
 in ``.decode("rgb8")`` (the per-sample Python calls cost more than a 32x32 decode); PyTorch's
 ``DataLoader`` (``batch_size=None``) runs the workers. The tar reading and the pipeline stay the library's:
 ``benchmarks/peers.py`` shows what that costs per sample. Not in the sampler's order (the contract exempts
-streaming loaders), but every sample exactly once per epoch, with its label. Parameters: see
+streaming loaders), but every sample exactly once per epoch, with its label (a shard that ends early is
+named: :meth:`~thesislib.loaders.streaming.StreamingLoader.samples`). Parameters: see
 :class:`~thesislib.loaders.streaming.StreamingLoader`.
 """
 
@@ -62,6 +63,16 @@ class BatchDecoder:
                 torch.tensor(indices, dtype=torch.int64))
 
 
+def sample_members(sample: dict) -> tuple:
+    """``to_tuple("jpg", "cls", "__key__", "__url__")``, but a sample without one of its members (a shard cut
+    inside a sample, or a foreign member) is named with its shard."""
+    try:
+        return sample["jpg"], sample["cls"], sample["__key__"], sample["__url__"]
+    except KeyError as exc:
+        url, key = sample.get("__url__", "a shard of the webdataset store"), sample.get("__key__", "?")
+        raise damaged(url, f"holds the sample {str(key)[:40]!r} without its .{exc.args[0]} member") from exc
+
+
 def class_number(data: bytes, key: str, url: str) -> int:
     """The label in a ``.cls`` member (its decimal text, as webdataset decodes it)."""
     try:
@@ -103,11 +114,11 @@ class WebDatasetLoader(StreamingLoader):
                                  handler=shard_error, empty_check=False)
         if self.shuffle:
             dataset = dataset.shuffle(self.shuffle_buffer, seed=buffer_seed(self.seed, self.epoch, self.rank))
-        dataset = dataset.to_tuple("jpg", "cls", "__key__", "__url__")
+        dataset = dataset.map(sample_members)
         return dataset.batched(self.batch_size, collation_fn=BatchDecoder(self.store.shape(self.split)[1:]),
                                partial=True)
 
-    def samples(self):
+    def shard_batches(self):
         dataset = self.pipeline()
         pin = self.pin_memory and torch.cuda.is_available()
         if self.num_workers == 0 and not pin:
