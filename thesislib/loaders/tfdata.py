@@ -2,20 +2,27 @@
 
 The pipeline TensorFlow's image models use (the supervisor's "PyTorch Datasets vs TFRecord" question):
 this rank's shard files (in the epoch's seeded order, see :func:`~thesislib.loaders.streaming.
-assigned_shards`), ``interleave`` of one ``TFRecordDataset`` per file (4 at once, parallel, AUTOTUNE;
-one at a time, in index order, when ``shuffle`` is False), a ``shuffle`` buffer of serialized records
-(before decoding, as TensorFlow's performance guide advises: small entries), ``batch``, then ``map`` over
-whole batches (AUTOTUNE) of ``parse_example`` (vectorised, as the guide's "vectorizing mapping" advises) and
-``map_fn`` of ``decode_jpeg`` over the batch's images (``dct_method="INTEGER_ACCURATE"``, the IDCT Pillow
-uses, so the pixels equal the ``files`` loader's on ``files-jpeg``), and ``prefetch(AUTOTUNE)``. Measured on
-cifar10 (2 cores): about 2-3x the per-sample order (``parse_single_example`` + ``decode_jpeg`` per record,
-then ``batch``), whose per-element overhead dominates small images. Each batch reaches PyTorch through DLPack (no copy): NHWC uint8 images, int64
+assigned_shards`), ``interleave`` of one ``TFRecordDataset`` per file (4 at once, in parallel; one at a
+time, in index order, when ``shuffle`` is False), a ``shuffle`` buffer of serialized records (before
+decoding, as TensorFlow's performance guide advises: small entries), ``batch``, then ``map`` over whole
+batches (one more call in flight than the pool has threads) of ``parse_example`` (vectorised, as the guide's
+"vectorizing mapping" advises) and ``map_fn`` of ``decode_jpeg`` over the batch's images
+(``dct_method="INTEGER_ACCURATE"``, the IDCT Pillow uses, so the pixels equal the ``files`` loader's on
+``files-jpeg``), and ``prefetch(2)``. Measured on cifar10 (2 cores): about 2-3x the per-sample order
+(``parse_single_example`` + ``decode_jpeg`` per record, then ``batch``), whose per-element overhead
+dominates small images. Each batch reaches PyTorch through DLPack (no copy): NHWC uint8 images, int64
 labels, on the CPU.
+
+The parallelism is fixed and tf.data's autotuning is off: its optimising thread sleeps in doubling periods,
+and the end of an iterator waits for its next wake-up, so an epoch sometimes ended 1.3-2.2 s late (measured
+here: 2.56 s or 5.12 s after its start, whatever the work; a third of the epochs at 19.5 k img/s instead of
+30-45 k); with the parallelism above the epochs end at once and the throughput is that of autotuning's
+good epochs.
 
 Not in the sampler's order (the contract exempts streaming loaders), but every sample exactly once per
 epoch, with its label. TensorFlow is imported only when the loader is made (it takes seconds), with its C++
 logging quietened. Parameters: see :class:`~thesislib.loaders.streaming.StreamingLoader`; ``num_workers``
-is the size of the pipeline's private thread pool (0: TensorFlow's default, one thread per core), since
+is the size of the pipeline's private thread pool (0: one thread per usable core), since
 tf.data parallelises with threads, not processes; ``pin_memory`` is unused.
 """
 
@@ -25,12 +32,14 @@ import numpy as np
 import torch
 
 from thesislib.errors import ThesisError
+from thesislib.kernels.parts import usable_cores
 from thesislib.loaders.streaming import StreamingLoader, buffer_seed
 from thesislib.stores import shards
 from thesislib.stores import tfrecord as store_format
 
 CYCLE_LENGTH = 4  # shard files read at once by interleave
 PARALLEL_DECODES = 16  # map_fn's images decoded at once within a batch
+PREFETCH = 2  # batches prepared ahead
 
 
 def to_torch(tf, tensor) -> torch.Tensor:
@@ -63,19 +72,24 @@ class TfDataLoader(StreamingLoader):
 
     def pipeline(self):
         """This epoch's ``tf.data.Dataset`` on this rank: batches of (images, labels, sample indices)."""
-        tf, autotune, chosen = self.tf, self.tf.data.AUTOTUNE, self.rank_shards()
+        tf, chosen = self.tf, self.rank_shards()
         files = tf.data.Dataset.from_tensor_slices(([str(self.paths[s]) for s in chosen],
                                                     self.starts[chosen].astype(np.int64)))
         cycle = min(CYCLE_LENGTH, len(chosen)) if self.shuffle else 1  # unshuffled: in index order
-        records = files.interleave(numbered_records(tf), cycle_length=cycle, num_parallel_calls=autotune)
+        records = files.interleave(numbered_records(tf), cycle_length=cycle, num_parallel_calls=cycle)
         if self.shuffle:
             records = records.shuffle(self.shuffle_buffer, seed=buffer_seed(self.seed, self.epoch, self.rank))
         batches = records.batch(self.batch_size).map(decode_records(tf, self.store.shape(self.split)[1:]),
-                                                     num_parallel_calls=autotune)
+                                                     num_parallel_calls=self.threads + 1)
         options = tf.data.Options()
-        if self.num_workers:
-            options.threading.private_threadpool_size = self.num_workers
-        return batches.prefetch(autotune).with_options(options)
+        options.autotune.enabled = False  # see the module docstring: its thread delays every epoch's end
+        options.threading.private_threadpool_size = self.threads
+        return batches.prefetch(PREFETCH).with_options(options)
+
+    @property
+    def threads(self) -> int:
+        """The pipeline's thread pool: ``num_workers``, or one thread per usable core."""
+        return self.num_workers or usable_cores()
 
     def shard_batches(self):
         try:
